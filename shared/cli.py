@@ -1,0 +1,155 @@
+"""``vigil``: the command line, and the one place that composes services.
+
+Commands stay thin: parse options, load config, build a service, run it. Heavy imports (cv2,
+torch) happen inside the command that needs them, so ``vigil --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from shared import __version__
+from shared.config import VigilConfig, load_config
+from shared.errors import ConfigError, StoreUnavailable
+from shared.logs import register_url_secrets, setup_logging
+
+
+def _load(args: argparse.Namespace) -> VigilConfig:
+    config = load_config(args.config)
+    register_url_secrets(config.redis.url)
+    for camera in config.cameras:
+        register_url_secrets(camera.url)
+    setup_logging(config.logging.level, config.logging.format)
+    return config
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.ingest.metrics_port)
+    from ingest.service import IngestService
+    from shared.redis import connect
+
+    service = IngestService(
+        config.ingest, config.cameras, client=connect(config.redis), burst=args.burst,
+        max_frames=args.max_frames,
+    )  # fmt: skip
+    service.run()
+    return 0
+
+
+def _check_ready(port: int | None) -> int:
+    """Exit code for a container HEALTHCHECK: 0 when the local service answers /readyz."""
+    if port is None:
+        print("vigil: --check needs metrics_port (the /readyz endpoint)", file=sys.stderr)
+        return 2
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as reply:
+            return 0 if reply.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from shared.redis import connect
+    from shared.registry import read_statuses
+
+    config = _load(args)
+    statuses = read_statuses(connect(config.redis))
+    if args.json:
+        print(json.dumps([status.__dict__ for status in statuses], indent=2))
+        return 0
+    now_ns = time.time_ns()
+    print(
+        f"{'CAMERA':<20} {'STATE':<10} {'OWNER':<24} {'FPS':>6} {'LAST FRAME':>11} {'SIZE':>10} "
+        f"{'FRAMES':>8} {'RECONN':>6}  LAST ERROR"
+    )
+    for s in statuses:
+        last = f"{(now_ns - s.last_frame_ns) / 1e9:.1f}s ago" if s.last_frame_ns else "never"
+        state = s.state if s.age_s(now_ns) < 30 else f"{s.state}?"
+        size = f"{s.width}x{s.height}" if s.width else "-"
+        print(
+            f"{s.camera:<20} {state:<10} {s.owner[:24]:<24} {s.fps:>6.1f} {last:>11} {size:>10} "
+            f"{s.frames_published:>8} {s.reconnects:>6}  {s.last_error}"
+        )
+    if not statuses:
+        print("(no cameras registered: is `vigil ingest` running against this Redis?)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.demo import run_demo
+
+    setup_logging("WARNING")
+    return run_demo(
+        seconds=args.seconds, cameras=args.cameras, sample=args.sample, as_json=args.json
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Vigil: streaming video surveillance. "
+        "Cameras -> ingest -> Redis -> detector -> alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "-c",
+            "--config",
+            help="YAML config file (default: $VIGIL_CONFIG, else built-in defaults)",
+        )
+        return sub
+
+    ingest = add("ingest", "Read cameras and publish sampled frames to Redis streams.")
+    ingest.add_argument("--burst", action="store_true", help="exit once every camera has finished")
+    ingest.add_argument(
+        "--max-frames", type=int, help="per camera: stop after publishing this many frames"
+    )
+    ingest.add_argument(
+        "--check", action="store_true", help="health check: exit 0 if the local ingest is ready"
+    )
+    ingest.set_defaults(handler=cmd_ingest)
+
+    cameras = add("cameras", "Show every camera's status from the Redis registry.")
+    cameras.add_argument("--json", action="store_true", help="machine-readable output")
+    cameras.set_defaults(handler=cmd_cameras)
+
+    demo = commands.add_parser(
+        "demo", help="Run the pipeline on the bundled sample clip and show what arrives.",
+        description="Ingest the bundled sample into Redis ($VIGIL_REDIS_URL if it answers, else an "
+        "embedded one) and show a live view of the frames that arrive.",
+    )  # fmt: skip
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
+    demo.add_argument(
+        "--cameras", type=int, default=2, help="how many simulated cameras play the clip"
+    )
+    demo.add_argument("--sample", help="video file to play (default: samples/pistols.mp4)")
+    demo.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"vigil: {error}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:
+        print(f"vigil: {error}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

