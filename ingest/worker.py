@@ -168,7 +168,7 @@ class CameraWorker:
                 wait_s = pace_origin[0] + (t_ms - pace_origin[1]) / 1000 - time.monotonic()
                 if wait_s > 0 and self._stop.wait(wait_s):
                     return
-            ts_ns = time.time_ns()  # capture time: after pacing, when a live camera would deliver it
+            ts_ns = time.time_ns()  # after pacing: when a live camera would deliver it
             if time.monotonic() - last_frame_at > self._settings.stall_timeout_s:
                 raise SourceStalled(
                     cam.id, f"no usable frame for {self._settings.stall_timeout_s:.0f}s"

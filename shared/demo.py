@@ -100,7 +100,8 @@ def _print_table(views: dict[str, CameraView], elapsed: float, as_json: bool) ->
             print(json.dumps({"t_s": round(elapsed, 1), **row}), flush=True)
         return
     print(
-        f"\n[{elapsed:5.1f}s] {'camera':<10} {'frames':>7} {'fps':>6} {'seq':>6} {'size':>9} {'KB/frame':>9} {'lag p50':>9}"
+        f"\n[{elapsed:5.1f}s] {'camera':<10} {'frames':>7} {'fps':>6} {'seq':>6} {'size':>9} "
+        f"{'KB/frame':>9} {'lag p50':>9}"
     )
     for row in rows:
         lag = f"{row['lag_ms_p50']:.0f} ms" if row["lag_ms_p50"] is not None else "-"

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test: a real Redis, and private Redis servers that tests may kill."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from shared.config import RedisConfig
+from shared.redis import EmbeddedRedis, answers, connect
+
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """``$VIGIL_TEST_REDIS_URL`` (default: local Redis, database 15); an embedded server if none."""
+    url = os.environ.get("VIGIL_TEST_REDIS_URL", DEFAULT_TEST_REDIS)
+    if answers(url):
+        yield url
+        return
+    with EmbeddedRedis() as embedded:
+        yield embedded.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client on an emptied database (emptied again afterwards)."""
+    client = connect(RedisConfig(url=redis_url))
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, which the test may stop and start (a Redis restart)."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.close()

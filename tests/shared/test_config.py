@@ -1,0 +1,110 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import load_config
+from shared.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "vigil.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(env={})
+    assert config.redis.url == "redis://127.0.0.1:6379/0"
+    assert config.cameras == ()
+    assert config.ingest.lease_ttl_s == 5.0
+
+
+def test_file_with_cameras(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+redis: {url: "redis://127.0.0.1:6379/3"}
+ingest: {stream_maxlen: 50}
+cameras:
+  - {id: lobby, url: "rtsp://cam/stream", fps: 2, rtsp_transport: udp}
+  - {id: desk, url: 0}
+  - {id: demo, url: samples/pistols.mp4, loop: true, codec: raw}
+""",
+    )
+    config = load_config(path, env={})
+    lobby, desk, demo = config.cameras
+    assert (lobby.kind, lobby.fps, lobby.rtsp_transport) == ("rtsp", 2.0, "udp")
+    assert (desk.kind, desk.url) == ("webcam", "0")
+    assert (demo.kind, demo.loop, demo.codec) == ("file", True, "raw")
+    assert config.ingest.stream_maxlen == 50
+
+
+def test_env_overrides_resolve_field_paths(tmp_path: Path) -> None:
+    path = write(tmp_path, "ingest: {lease_ttl_s: 9}\n")
+    config = load_config(
+        path,
+        env={
+            "VIGIL_REDIS_URL": "rediss://:pw@redis.example:6380/1",
+            "VIGIL_INGEST_LEASE_TTL_S": "2.5",
+            "VIGIL_INGEST_METRICS_PORT": "9200",
+            "VIGIL_LOGGING_FORMAT": "json",
+            "VIGIL_TEST_ANYTHING": "ignored by design",
+        },
+    )
+    assert config.redis.url == "rediss://:pw@redis.example:6380/1"
+    assert config.ingest.lease_ttl_s == 2.5
+    assert config.ingest.metrics_port == 9200
+    assert config.logging.format == "json"
+
+
+def test_vigil_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "ingest: {stream_maxlen: 7}\n")
+    assert load_config(env={"VIGIL_CONFIG": str(path)}).ingest.stream_maxlen == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cameras:\n  - {id: a, url: x.mp4, fps: 0}\n", "cameras[0].fps"),
+        ("cameras:\n  - {id: a, url: x.mp4}\n  - {id: b, url: y.mp4, codec: h265}\n", "cameras[1].codec"),
+        ("ingest: {lease_tll_s: 3}\n", "ingest.lease_tll_s"),
+        ("cameras:\n  - {id: 'bad id!', url: x.mp4}\n", "cameras[0].id"),
+        ("cameras:\n  - {id: a, url: x.mp4}\n  - {id: a, url: y.mp4}\n", "used twice"),
+        ("cameras:\n  - {id: a, url: 'rtsp://h/s', loop: true}\n", "loop applies to file sources"),
+        ("ingest: {reconnect_base_s: 5, reconnect_cap_s: 1}\n", "reconnect_cap_s"),
+        ("redis: {url: 'http://nope'}\n", "redis.url"),
+    ],
+)
+def test_bad_config_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match=r"ingest\.lease_ttl_s \(from VIGIL_INGEST_LEASE_TTL_S\)"):
+        load_config(env={"VIGIL_INGEST_LEASE_TTL_S": "-1"})
+
+
+def test_unknown_env_variable_is_refused() -> None:
+    with pytest.raises(ConfigError, match="VIGIL_INGEST_NOPE"):
+        load_config(env={"VIGIL_INGEST_NOPE": "1"})
+
+
+def test_yaml_syntax_error_and_wrong_top_level(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "cameras: [\n"), env={})
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"), env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+
+
+def test_error_never_shows_a_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "cameras:\n  - {id: a, url: 'rtsp://admin:hunter22@cam/s', fps: -1}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"VIGIL_REDIS_URL": "redis://:s3cretpw@h:1/0x"})
+    assert "hunter22" not in str(caught.value)
+    assert "s3cretpw" not in str(caught.value)

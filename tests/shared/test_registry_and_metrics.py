@@ -1,0 +1,54 @@
+import time
+import urllib.request
+
+import redis
+from prometheus_client import CollectorRegistry, Counter
+
+from shared.metrics import MetricsServer
+from shared.registry import CameraStatus, read_statuses, write_status
+
+
+def test_registry_round_trip(redis_client: redis.Redis) -> None:
+    status = CameraStatus(
+        camera="lobby", state="streaming", owner="host:1", updated_ns=time.time_ns(),
+        last_frame_ns=5, fps=4.9, width=640, height=360, frames_published=10, reconnects=1,
+        last_error="camera lobby: cannot connect",
+    )  # fmt: skip
+    write_status(redis_client, status)
+    write_status(redis_client, CameraStatus(camera="door", state="backoff", owner="h", updated_ns=1))
+    assert [s.camera for s in read_statuses(redis_client)] == ["door", "lobby"]
+    assert read_statuses(redis_client)[1] == status
+
+
+def test_registry_prunes_vanished_entries(redis_client: redis.Redis) -> None:
+    write_status(redis_client, CameraStatus(camera="gone", state="ended", owner="h", updated_ns=1))
+    redis_client.delete("vigil:camera:gone")
+    assert read_statuses(redis_client) == []
+    assert redis_client.smembers("vigil:cameras") == set()
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_metrics_server_serves_metrics_and_health() -> None:
+    registry = CollectorRegistry()
+    Counter("vigil_test_things", "Things", registry=registry).inc(3)
+    ready = {"value": False}
+    server = MetricsServer(registry, host="127.0.0.1", port=0, ready=lambda: ready["value"])
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        status, body = get(f"{base}/metrics")
+        assert status == 200
+        assert b"vigil_test_things_total 3.0" in body
+        assert get(f"{base}/healthz")[0] == 200
+        assert get(f"{base}/readyz")[0] == 503
+        ready["value"] = True
+        assert get(f"{base}/readyz")[0] == 200
+        assert get(f"{base}/nope")[0] == 404
+    finally:
+        server.close()
