@@ -62,18 +62,14 @@ class FramePublisher:
             return False
         try:
             call(
-                lambda: self._client.xadd(
-                    self.stream, frame.encode(), maxlen=self._maxlen, approximate=True
-                )
+                lambda: self._client.xadd(self.stream, frame.encode(), maxlen=self._maxlen, approximate=True)
             )
         except StoreUnavailable:
             self._on_failure()
             self._drop()
             return False
         if self._failures:
-            log.info(
-                "camera %s: redis is back after %d failed attempts", self.camera, self._failures
-            )
+            log.info("camera %s: redis is back after %d failed attempts", self.camera, self._failures)
             self._failures = 0
         self._metrics.frames_published.labels(self.camera).inc()
         self._metrics.published_bytes.labels(self.camera).inc(len(frame.data))
@@ -94,9 +90,7 @@ class FramePublisher:
     def _on_failure(self) -> None:
         delay = self._backoff.delay(self._failures)
         if self._failures == 0:
-            log.warning(
-                "camera %s: redis unavailable, dropping frames; retry in %.1fs", self.camera, delay
-            )
+            log.warning("camera %s: redis unavailable, dropping frames; retry in %.1fs", self.camera, delay)
         self._failures += 1
         self._retry_at = time.monotonic() + delay
 

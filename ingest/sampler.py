@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 
@@ -57,3 +59,25 @@ def encode(image: np.ndarray, codec: str, jpeg_quality: int) -> bytes:
     if not ok:
         raise DecodeError("JPEG encoding failed")
     return buffer.tobytes()
+
+
+class StreamClock:
+    """Stream time of each frame of one open source, in ms from ``offset_ms``.
+
+    It is the source's own timestamp (pts) while that advances; a source whose pts does not
+    advance (some live streams report none) falls back to wall-clock time from then on.
+    """
+
+    def __init__(self, offset_ms: float = 0.0) -> None:
+        self._offset_ms = offset_ms
+        self._last_pts_ms: float | None = None
+        self._wall_origin: tuple[float, float] | None = None  # (monotonic s, stream ms)
+
+    def time_ms(self, pts_ms: float) -> float:
+        if self._wall_origin is None:
+            if self._last_pts_ms is None or pts_ms > self._last_pts_ms:
+                self._last_pts_ms = pts_ms
+                return self._offset_ms + pts_ms
+            self._wall_origin = (time.monotonic(), self._offset_ms + self._last_pts_ms)
+        start_s, start_ms = self._wall_origin
+        return start_ms + (time.monotonic() - start_s) * 1000

@@ -101,9 +101,7 @@ class IngestService:
             self._redis_ok = self._heartbeat.beat()
         except StoreUnavailable as error:
             if self._redis_ok:
-                log.warning(
-                    "lease round failed (%s); keeping %d cameras running", error, len(self.workers)
-                )
+                log.warning("lease round failed (%s); keeping %d cameras running", error, len(self.workers))
             self._redis_ok = False
             return
         for camera in set(self.workers) - owned:
@@ -123,9 +121,7 @@ class IngestService:
         self.metrics.cameras_owned.set(len(owned))
 
     def _all_finished(self) -> bool:
-        return (
-            not self.workers and bool(self._finished) and self._finished >= set(self._leases.owned)
-        )
+        return not self.workers and bool(self._finished) and self._finished >= set(self._leases.owned)
 
     def _shutdown(self) -> None:
         log.info("ingest %s stopping: closing %d cameras", self.instance, len(self.workers))

@@ -15,7 +15,7 @@ import redis
 
 from ingest.metrics import IngestMetrics
 from ingest.publisher import FramePublisher
-from ingest.sampler import FpsSampler, encode, resize
+from ingest.sampler import FpsSampler, StreamClock, encode, resize
 from ingest.sources import OpenCVSource, SourceTimeouts, VideoSource
 from shared.backoff import Backoff
 from shared.config import CameraConfig
@@ -137,11 +137,10 @@ class CameraWorker:
         """Read until stopped; raises SourceError to reconnect, _Finished when done."""
         cam = self.camera
         sampler = FpsSampler(cam.fps)
+        clock = StreamClock()
         pace = cam.realtime and self._source.is_file
-        opened_at = time.monotonic()
-        last_frame_at = opened_at
-        loop_offset_ms = 0.0
-        last_pos_ms = 0.0
+        last_frame_at = time.monotonic()
+        t_ms = 0.0
         frames_this_pass = 0
         pace_origin: tuple[float, float] | None = None  # (monotonic s, stream ms)
         while not self._stop.is_set():
@@ -153,16 +152,16 @@ class CameraWorker:
                     raise _Finished from None
                 if frames_this_pass == 0:
                     raise SourceStalled(cam.id, "file yields no frames") from None
-                loop_offset_ms += last_pos_ms + sampler.period_ms
+                native_fps = self._source.native_fps()
+                frame_ms = 1000 / native_fps if 0 < native_fps <= 1000 else sampler.period_ms
+                clock = StreamClock(offset_ms=t_ms + frame_ms)
                 frames_this_pass = 0
                 self._source.open()
                 continue
             self._metrics.decode_seconds.labels(cam.id).observe(time.perf_counter() - started)
             self._metrics.frames_read.labels(cam.id).inc()
             frames_this_pass += 1
-            pos_ms = self._source.position_ms()
-            last_pos_ms = pos_ms
-            t_ms = loop_offset_ms + pos_ms if pos_ms > 0 else (time.monotonic() - opened_at) * 1000
+            t_ms = clock.time_ms(self._source.position_ms())
             if pace:
                 pace_origin = pace_origin or (time.monotonic(), t_ms)
                 wait_s = pace_origin[0] + (t_ms - pace_origin[1]) / 1000 - time.monotonic()
@@ -170,9 +169,7 @@ class CameraWorker:
                     return
             ts_ns = time.time_ns()  # after pacing: when a live camera would deliver it
             if time.monotonic() - last_frame_at > self._settings.stall_timeout_s:
-                raise SourceStalled(
-                    cam.id, f"no usable frame for {self._settings.stall_timeout_s:.0f}s"
-                )
+                raise SourceStalled(cam.id, f"no usable frame for {self._settings.stall_timeout_s:.0f}s")
             if not sampler.take(t_ms):
                 self._metrics.frames_skipped.labels(cam.id).inc()
                 continue
@@ -183,10 +180,7 @@ class CameraWorker:
                     self._metrics.camera_up.labels(cam.id).set(1)
                     self._set_state("streaming")
             self._report_if_due()
-            if (
-                self._settings.max_frames is not None
-                and self._published >= self._settings.max_frames
-            ):
+            if self._settings.max_frames is not None and self._published >= self._settings.max_frames:
                 raise _Finished
 
     def _publish(self, *, ts_ns: int, pts_ms: int) -> bool:

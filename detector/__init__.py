@@ -1,0 +1,1 @@
+"""Detector: frames from Redis, batched across cameras, through a model, NMS and a tracker."""
