@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import redis
 
+from ingest.service import IngestService
 from shared.config import CameraConfig
 from shared.registry import read_statuses
 from tests.ingest.conftest import PEOPLE, VTEST, frames, ingest_config, metric, run_burst, running, wait_for
-from ingest.service import IngestService
 
 
 def test_real_cctv_clip_metadata_and_sampling(redis_client: redis.Redis) -> None:
