@@ -134,9 +134,12 @@ class RtspServer:
         """Start the server and wait until it prints READY; raise RtspServerError otherwise."""
         if self.running:
             raise RtspServerError(f"RTSP server already running on {self.url}")
+        if why := missing_prerequisites():
+            raise RtspServerError(f"cannot run the RTSP test server: {why} (run tools/system-deps.sh)")
         self._close_logs()
-        self._stdout = tempfile.TemporaryFile()
-        self._stderr = tempfile.TemporaryFile()
+        # The logs live as long as the server process; _close_logs() closes them.
+        self._stdout = tempfile.TemporaryFile()  # noqa: SIM115
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=self._stderr
         )

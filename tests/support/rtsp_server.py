@@ -45,6 +45,12 @@ READER_LAUNCH = (
 )
 # How long the reader may take to produce one access unit before we give up on it.
 PULL_TIMEOUT_NS = 5 * Gst.SECOND
+PULL_POLL_NS = Gst.SECOND // 10
+
+
+def log(message: str) -> None:
+    """Write a diagnostic line to stderr (stdout carries only the READY line)."""
+    print(f"rtsp_server: {message}", file=sys.stderr, flush=True)
 
 
 class ClipFeeder:
@@ -60,28 +66,55 @@ class ClipFeeder:
         self._offset = 0  # ns added to every timestamp of the current pass over the clip
         self._pass_end = 0  # end (ns, already offset) of the latest access unit pushed
         self._caps_set = False
-        appsrc.connect("need-data", self._on_need_data)
+        self._handler_id = appsrc.connect("need-data", self._on_need_data)
 
     def start(self) -> None:
         """Start the reader pipeline; access units are pushed on demand."""
         self._reader.set_state(Gst.State.PLAYING)
 
     def stop(self) -> None:
-        """Stop the reader pipeline; further need-data requests are answered with EOS."""
+        """Stop the reader pipeline and detach from the appsrc (its media is gone)."""
         with self._lock:
             self._stopped = True
+            self._appsrc.disconnect(self._handler_id)  # breaks the appsrc <-> feeder cycle
         self._reader.set_state(Gst.State.NULL)
+        self._drain_bus()
 
     def _pull(self) -> Gst.Sample | None:
         """Pull the next access unit, rewinding the reader once at the end of the clip."""
-        sample = self._sink.try_pull_sample(PULL_TIMEOUT_NS)
+        sample = self._try_pull()
         if sample is None and self._sink.is_eos():
+            self._drain_bus()
             self._offset = self._pass_end
-            self._reader.seek_simple(
+            rewound = self._reader.seek_simple(
                 Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0
             )
-            sample = self._sink.try_pull_sample(PULL_TIMEOUT_NS)
+            if not rewound:
+                log("cannot seek the clip back to its start")
+                return None
+            sample = self._try_pull()
         return sample
+
+    def _try_pull(self) -> Gst.Sample | None:
+        """Pull one sample; None at EOS, on a reader error or after PULL_TIMEOUT_NS."""
+        for _ in range(PULL_TIMEOUT_NS // PULL_POLL_NS):
+            sample = self._sink.try_pull_sample(PULL_POLL_NS)
+            if sample is not None:
+                return sample
+            if self._sink.is_eos() or self._drain_bus():
+                return None
+        return None
+
+    def _drain_bus(self) -> bool:
+        """Pop the reader's queued bus messages (nobody watches it); log and report errors."""
+        bus = self._reader.get_bus()
+        failed = False
+        while (message := bus.pop()) is not None:
+            if message.type == Gst.MessageType.ERROR:
+                error, debug = message.parse_error()
+                log(f"reader error: {error.message} ({debug})")
+                failed = True
+        return failed
 
     def _on_need_data(self, appsrc: GstApp.AppSrc, _length: int) -> None:
         with self._lock:
@@ -89,7 +122,8 @@ class ClipFeeder:
                 return
             sample = self._pull()
             if sample is None:
-                print("rtsp_server: reader produced no data; ending stream", file=sys.stderr)
+                self._drain_bus()
+                log("the clip reader produced no data; ending the stream")
                 appsrc.end_of_stream()
                 return
             if not self._caps_set:
@@ -138,9 +172,7 @@ class LoopingClipFactory(GstRtspServer.RTSPMediaFactory):
         feeder.start()
 
 
-def build_auth(user: str, password: str, factory: GstRtspServer.RTSPMediaFactory) -> (
-    GstRtspServer.RTSPAuth
-):
+def build_auth(user: str, password: str, factory: GstRtspServer.RTSPMediaFactory) -> GstRtspServer.RTSPAuth:
     """Require Basic auth: only ``user``'s role may access and construct the factory's media."""
     auth = GstRtspServer.RTSPAuth()
     auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
@@ -192,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source_id = server.attach(None)
     except GLib.Error as error:
-        print(f"rtsp_server: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        log(f"cannot listen on {args.host}:{args.port}: {error}")
         return 1
     if source_id == 0:
-        print(f"rtsp_server: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        log(f"cannot listen on {args.host}:{args.port}")
         return 1
 
     print(f"READY rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
