@@ -26,7 +26,8 @@ class IngestService:
 
     Every ``lease_ttl/3`` seconds it renews its leases, starts workers for cameras it gained and
     stops those it lost. With ``burst=True`` it returns once every camera it runs has finished
-    (files without ``loop``, or ``max_frames`` reached): tests and demos end deterministically.
+    (files without ``loop`` or unreadable, or ``max_frames`` reached): tests and demos end
+    deterministically.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class IngestService:
             reconnect=Backoff(base=config.reconnect_base_s, cap=config.reconnect_cap_s),
             registry_interval_s=config.registry_interval_s,
             max_frames=max_frames,
+            burst=burst,
         )
         self.workers: dict[str, CameraWorker] = {}
         self._finished: set[str] = set()
@@ -76,20 +78,22 @@ class IngestService:
         self._stop.set()
 
     def run(self) -> None:
-        stop_on_signals(self.stop)
         server = None
         if self.config.metrics_port is not None:
             server = MetricsServer(
-                self.metrics.registry, host=self.config.metrics_host, port=self.config.metrics_port,
+                self.metrics.registry,
+                host=self.config.metrics_host,
+                port=self.config.metrics_port,
                 ready=lambda: self.ready,
-            )  # fmt: skip
+            )
         log.info("ingest %s starting with %d enabled cameras", self.instance, len(self.cameras))
         try:
-            while not self._stop.is_set():
-                self._tick()
-                if self._burst and self._all_finished():
-                    break
-                self._stop.wait(self._leases.renew_interval_s)
+            with stop_on_signals(self.stop):
+                while not self._stop.is_set():
+                    self._tick()
+                    if self._burst and self._all_finished():
+                        break
+                    self._stop.wait(self._leases.renew_interval_s)
         finally:
             self._shutdown()
             if server is not None:

@@ -37,6 +37,8 @@ class WorkerSettings:
     registry_interval_s: float
     max_frames: int | None = None
     """Stop after publishing this many frames (tests, demos)."""
+    burst: bool = False
+    """Finite run: a file that cannot be read ends its camera instead of being retried."""
 
 
 class _Finished(Exception):
@@ -112,6 +114,11 @@ class CameraWorker:
                 except SourceError as error:
                     if self._stop.is_set():
                         break
+                    if self._settings.burst and self._source.is_file:
+                        log.warning("%s; giving up (burst run)", error)
+                        self._last_error = str(error)
+                        self._set_state("ended")
+                        return
                     attempt = 0 if self._usable > usable_before else attempt
                     self._back_off(error, attempt)
                     attempt += 1

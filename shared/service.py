@@ -6,7 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -17,17 +17,26 @@ from shared.redis import call
 log = logging.getLogger(__name__)
 
 
-def stop_on_signals(stop: Callable[[], None]) -> None:
-    """Call ``stop`` on SIGTERM or SIGINT (only possible from the main thread; no-op elsewhere)."""
+@contextlib.contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT call ``stop``; the previous handlers come back on exit.
+
+    Only the main thread can install handlers; elsewhere (a service run on a thread) it does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def handler(signum: int, _frame: object) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class Heartbeat:

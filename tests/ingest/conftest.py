@@ -16,9 +16,10 @@ from ingest.service import IngestService
 from shared import keys
 from shared.config import CameraConfig, IngestConfig
 from shared.schemas import Frame
+from tests.support.data import data_dir
 from tests.support.media import make_h264_clip
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "videos"
+DATA = data_dir() / "videos"
 VTEST = DATA / "vtest.avi"
 PEOPLE = DATA / "one-by-one-person-detection.mp4"
 

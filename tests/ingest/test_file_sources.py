@@ -121,3 +121,10 @@ def test_bad_files_are_counted_and_do_not_stop_the_good_camera(
     assert 5 <= len(frames(redis_client, "cut")) <= 12
     assert statuses["cut"].state == "ended"
     assert metric(service.metrics, "vigil_ingest_camera_up", camera="text") == 0
+
+
+def test_burst_run_gives_up_on_an_unreadable_file(redis_client: redis.Redis, tmp_path: Path) -> None:
+    missing = CameraConfig(id="missing", url=str(tmp_path / "nope.mp4"), fps=5)
+    run_burst(redis_client, [missing])  # returns instead of retrying forever
+    [status] = read_statuses(redis_client)
+    assert (status.state, status.last_error) == ("ended", "camera missing: file not found")
