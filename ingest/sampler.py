@@ -15,7 +15,8 @@ class FpsSampler:
 
     Works on timestamps, not frame counts, so a 25 fps or a variable-rate source both give
     ``fps`` frames per second. After a gap (or a timestamp going backwards, e.g. a file loop)
-    it takes the next frame and starts a new phase instead of bursting to catch up.
+    it takes the next frame and starts a new phase instead of bursting to catch up. A frame up
+    to 10 % of a period early counts as due, so timestamp jitter (RTP clocks) does not skip it.
     """
 
     def __init__(self, fps: float) -> None:
@@ -29,7 +30,7 @@ class FpsSampler:
         if self._next_due_ms is None or went_back or t_ms >= self._next_due_ms + self.period_ms:
             self._next_due_ms = t_ms + self.period_ms
             return True
-        if t_ms >= self._next_due_ms - 1e-6:
+        if t_ms >= self._next_due_ms - 0.1 * self.period_ms:
             self._next_due_ms += self.period_ms
             return True
         return False

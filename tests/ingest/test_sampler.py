@@ -25,6 +25,14 @@ def test_25_to_5_takes_every_fifth_frame() -> None:
     assert kept(FpsSampler(5), times) == times[::5]
 
 
+def test_jittery_timestamps_keep_the_phase() -> None:
+    jitter = [0, 3, -2, 2, -3, 1, -1]
+    times = [i * 40.0 + jitter[i % 7] for i in range(100)]
+    out = kept(FpsSampler(5), times)
+    assert len(out) == 20
+    assert all(190 <= b - a <= 210 for a, b in itertools.pairwise(out))
+
+
 def test_gap_does_not_burst_and_backwards_time_restarts() -> None:
     sampler = FpsSampler(5)
     assert kept(sampler, [0, 200, 400]) == [0, 200, 400]
@@ -39,7 +47,7 @@ def test_kept_frames_are_never_closer_than_a_period(times: list[float]) -> None:
     times = sorted(times)
     out = kept(FpsSampler(4), times)
     assert out[0] == times[0]
-    assert all(b - a >= 250 - 1e-6 for a, b in itertools.pairwise(out))
+    assert all(b - a >= 0.9 * 250 - 1e-6 for a, b in itertools.pairwise(out))
 
 
 @pytest.mark.parametrize(
