@@ -87,16 +87,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from shared.demo import run_demo
 
     setup_logging("WARNING")
-    return run_demo(
-        seconds=args.seconds, cameras=args.cameras, sample=args.sample, as_json=args.json
-    )
+    return run_demo(seconds=args.seconds, cameras=args.cameras, sample=args.sample, as_json=args.json)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detector.train import TrainConfig, Trainer
+
+    setup_logging("INFO")
+    config = TrainConfig(
+        data=args.data, model=args.model, input_size=args.img, epochs=args.epochs, batch_size=args.batch,
+        lr=args.lr, trainable_stages=args.trainable_stages, workers=args.workers, out_dir=args.out,
+        device=args.device, max_train_batches=args.max_batches,
+    )  # fmt: skip
+    trainer = Trainer(config)
+    if args.resume:
+        trainer.resume()
+    best = trainer.fit()
+    print(f"best checkpoint: {best}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil",
-        description="Vigil: streaming video surveillance. "
-        "Cameras -> ingest -> Redis -> detector -> alerts.",
+        description="Vigil: streaming video surveillance. Cameras -> ingest -> Redis -> detector -> alerts.",
     )
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -112,9 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = add("ingest", "Read cameras and publish sampled frames to Redis streams.")
     ingest.add_argument("--burst", action="store_true", help="exit once every camera has finished")
-    ingest.add_argument(
-        "--max-frames", type=int, help="per camera: stop after publishing this many frames"
-    )
+    ingest.add_argument("--max-frames", type=int, help="per camera: stop after publishing this many frames")
     ingest.add_argument(
         "--check", action="store_true", help="health check: exit 0 if the local ingest is ready"
     )
@@ -130,12 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded one) and show a live view of the frames that arrive.",
     )  # fmt: skip
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
-    demo.add_argument(
-        "--cameras", type=int, default=2, help="how many simulated cameras play the clip"
-    )
+    demo.add_argument("--cameras", type=int, default=2, help="how many simulated cameras play the clip")
     demo.add_argument("--sample", help="video file to play (default: samples/pistols.mp4)")
     demo.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="Train a detector on a YOLO-format data set.")
+    train.add_argument("--data", required=True, help="data.yaml (YOLO format)")
+    train.add_argument("--model", default="yolo_lite0", help="model recipe (see `vigil models`)")
+    train.add_argument("--img", type=int, default=416, help="input size (square, multiple of 32)")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--batch", type=int, default=16)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--trainable-stages", type=int, default=3, help="backbone stages to train, of 5")
+    train.add_argument("--workers", type=int, default=2, help="data loading processes")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    train.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics, curves)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    train.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
+    train.set_defaults(handler=cmd_train)
     return parser
 
 

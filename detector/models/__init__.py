@@ -1,0 +1,1 @@
+"""Detector models: backbones, necks, heads and the detectors built from them."""

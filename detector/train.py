@@ -1,0 +1,295 @@
+"""Training: YOLO-format data → a Vigil checkpoint, with EMA weights, warm-up + cosine LR,
+frozen early backbone stages (transfer learning), AMP on GPU, resume, per-epoch validation,
+a metrics file and loss / mAP curves.
+
+Outputs in ``out_dir``: ``state.pt`` (everything needed to resume, rewritten every epoch),
+``last.pt`` and ``best.pt`` (deployable checkpoints of the EMA weights; best by val mAP@0.5:0.95),
+``metrics.jsonl`` (one line per epoch) and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detector.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
+from detector.evaluate import EvalReport, evaluate
+from detector.models.registry import Checkpoint, build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    model: str = "yolo_lite0"
+    input_size: int = 416
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    trainable_stages: int | None = 3
+    """Backbone stages to train (of 5: stem, strides 4, 8, 16, 32); the rest stay ImageNet's."""
+    ema_decay: float = 0.9995
+    workers: int = 2
+    out_dir: str = "runs/train"
+    cache_dir: str = "runs/cache"
+    device: str = "auto"
+    seed: int = 0
+    eval_score_thresh: float = 0.4
+    """Operating threshold for the precision / recall figures."""
+    max_train_batches: int | None = None
+    """Stop each epoch after this many batches (smoke runs)."""
+
+
+class ModelEMA:
+    """Exponential moving average of the weights (decay ramps up over the first updates)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = self.decay * (1 - math.exp(-self.updates / 2000))
+        live = model.state_dict()
+        for name, value in self.model.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(decay).add_(live[name].detach(), alpha=1 - decay)
+            else:
+                value.copy_(live[name])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(step: int, *, steps_per_epoch: int, cfg: TrainConfig) -> float:
+    """Linear warm-up from 10 % over ``warmup_epochs``, then cosine down to 5 %."""
+    warmup = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return 0.1 + 0.9 * step / warmup
+    progress = (step - warmup) / max(1, cfg.epochs * steps_per_epoch - warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.spec = DataSpec.load(cfg.data)
+        cache_side = round(cfg.input_size * 1.5)
+        train_dir = build_cache(self.spec, "train", max_side=cache_side, cache_root=Path(cfg.cache_dir))
+        val_dir = build_cache(self.spec, "val", max_side=cache_side, cache_root=Path(cfg.cache_dir))
+        self.train_set = YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
+        self.val_set = YoloDataset(val_dir)
+        self.model, self.arch, self.builder = build_model(
+            cfg.model,
+            num_classes=len(self.spec.names),
+            input_size=cfg.input_size,
+            trainable_stages=cfg.trainable_stages,
+        )
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.ema = ModelEMA(self.model, cfg.ema_decay)
+        decay, no_decay = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (no_decay if parameter.ndim <= 1 or name.endswith(".bias") else decay).append(parameter)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
+        self.epoch = 0
+        self.best_map = -1.0
+        self.history: list[dict[str, float]] = []
+        self.train_seconds = 0.0
+        self.loader = DataLoader(
+            self.train_set,
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            drop_last=len(self.train_set) > cfg.batch_size,
+            persistent_workers=cfg.workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    # -- resume ------------------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state.pt"
+
+    def resume(self) -> bool:
+        if not self.state_path.exists():
+            return False
+        state = torch.load(self.state_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.ema.updates = int(state["ema_updates"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.best_map = float(state["best_map"])
+        self.history = list(state["history"])
+        self.train_seconds = float(state["train_seconds"])
+        log.info("resumed from %s at epoch %d", self.state_path, self.epoch)
+        return True
+
+    def _save_state(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.model.state_dict(),
+            "ema_updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "best_map": self.best_map,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "config": asdict(self.cfg),
+        }
+        temporary = self.state_path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        temporary.replace(self.state_path)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        while self.epoch < self.cfg.epochs:
+            started = time.monotonic()
+            losses = self.train_epoch()
+            self.train_seconds += time.monotonic() - started
+            report = self.validate()
+            self.epoch += 1
+            row = {
+                "epoch": self.epoch,
+                **losses,
+                "val_map50": report.map50,
+                "val_map50_95": report.map50_95,
+                "val_precision": report.precision,
+                "val_recall": report.recall,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_seconds": self.train_seconds,
+            }
+            self.history.append(row)
+            with (self.out / "metrics.jsonl").open("a") as metrics:
+                metrics.write(json.dumps(row) + "\n")
+            self._checkpoint(report, "last.pt")
+            if report.map50_95 > self.best_map:
+                self.best_map = report.map50_95
+                self._checkpoint(report, "best.pt")
+            self._save_state()
+            plot_curves(self.history, self.out / "curves.png")
+            log.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs, row)
+        return self.out / "best.pt"
+
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        steps_per_epoch = len(self.loader)
+        totals: dict[str, float] = {}
+        batches = 0
+        progress = tqdm(
+            self.loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", leave=False, mininterval=5
+        )
+        for batch_index, (images, targets) in enumerate(progress):
+            if self.cfg.max_train_batches is not None and batch_index >= self.cfg.max_train_batches:
+                break
+            step = self.epoch * steps_per_epoch + batch_index
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * lr_factor(step, steps_per_epoch=steps_per_epoch, cfg=self.cfg)
+            images = [image.to(self.device, non_blocking=True) for image in images]
+            targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+                losses = self.model(images, targets)
+            loss = sum(losses.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.ema.update(self.model)
+            batches += 1
+            for name, value in {"loss": loss, **losses}.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+            progress.set_postfix(loss=f"{totals['loss'] / batches:.3f}")
+        return {f"train_{name}": value / max(1, batches) for name, value in totals.items()}
+
+    def validate(self) -> EvalReport:
+        model = self.ema.model
+        model.decode_config = type(model.decode_config)(score_thresh=0.001)
+        return evaluate(
+            model, self.val_set, self.spec.names, score_thresh=self.cfg.eval_score_thresh, device=self.device
+        )
+
+    def _checkpoint(self, report: EvalReport, filename: str) -> None:
+        Checkpoint(
+            arch=self.arch,
+            class_names=self.spec.names,
+            input_size=self.cfg.input_size,
+            builder=self.builder,
+            state_dict=self.ema.model.state_dict(),
+            training={
+                "dataset": str(self.spec.splits["train"]),
+                "dataset_fingerprint": self.spec.fingerprint("train"),
+                "epochs": self.epoch,
+                "config": asdict(self.cfg),
+                "val": report.summary(),
+                "train_seconds": round(self.train_seconds),
+                "hardware": hardware(self.device),
+            },
+        ).save(self.out / filename)
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads"
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    figure, (losses, maps) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("train_loss", "train_classification", "train_giou", "train_l1"):
+        if key in history[0]:
+            losses.plot(epochs, [row[key] for row in history], label=key.removeprefix("train_"))
+    losses.set(xlabel="epoch", ylabel="loss", title="training loss")
+    losses.legend()
+    maps.plot(epochs, [row["val_map50"] for row in history], label="val mAP@0.5")
+    maps.plot(epochs, [row["val_map50_95"] for row in history], label="val mAP@0.5:0.95")
+    maps.set(xlabel="epoch", ylabel="mAP", ylim=(0, 1), title="validation")
+    maps.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
