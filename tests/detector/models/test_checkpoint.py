@@ -1,0 +1,73 @@
+"""Checkpoint: one file, weights_only loading, round trip, clear errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from detector.models.registry import Checkpoint, CheckpointError, build_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=128, pretrained=False)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    Checkpoint(
+        arch=arch, class_names=("pistol",), input_size=128, builder=builder, state_dict=model.state_dict(),
+        training={"epochs": 3, "val": {"map50": 0.5}},
+    ).save(path)  # fmt: skip
+    return path, model
+
+
+def test_round_trip_gives_the_same_detections(checkpoint: tuple[Path, torch.nn.Module]) -> None:
+    path, original = checkpoint
+    loaded = Checkpoint.load(path)
+    assert (loaded.arch, loaded.class_names, loaded.input_size) == ("yolo", ("pistol",), 128)
+    assert loaded.builder == {"backbone": "efficientnet_lite0"}
+    assert loaded.training["epochs"] == 3
+    assert all(v.dtype != torch.float32 for v in loaded.state_dict.values()), "stored as fp16"
+    model = loaded.build(score_thresh=0.0)
+    original.decode_config = model.decode_config
+    image = [torch.rand(3, 100, 140)]
+    # fp16 storage: same boxes to within fp16 rounding of the weights
+    expected, got = original.predict(image)[0], model.predict(image)[0]
+    assert torch.allclose(expected["scores"][:20], got["scores"][:20], atol=2e-2)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda good: good[: len(good) // 2], "not a readable checkpoint"),
+        (lambda good: b"\x00garbage" * 100, "not a readable checkpoint"),
+        (lambda good: b"", "not a readable checkpoint"),
+    ],
+)
+def test_corrupt_files_raise_a_clear_error(checkpoint, tmp_path: Path, content, message: str) -> None:
+    path, _ = checkpoint
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=message):
+        Checkpoint.load(bad)
+
+
+def test_foreign_and_mismatched_files(checkpoint, tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not a Vigil detector checkpoint"):
+        Checkpoint.load(foreign)
+    loaded = Checkpoint.load(checkpoint[0])
+    loaded.class_names = ("pistol", "knife")  # the head was trained for one class
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        loaded.build()
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "vigil-detector", "payload": Evil()}, path)
+    with pytest.raises(CheckpointError):
+        Checkpoint.load(path)

@@ -1,0 +1,108 @@
+"""The YOLO detector: contract, loss semantics, NMS, overfitting a few synthetic images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import batched_nms
+
+from detector.boxes import iou_matrix
+from detector.evaluate import coco_map
+from detector.models.heads import HeadOutput
+from detector.models.loss import DetectionLoss
+from detector.models.registry import build_model
+from detector.models.transform import LetterboxTransform
+from tests.detector.synthetic import synthetic_batch
+
+
+def tiny_yolo(num_classes: int = 2, size: int = 128):
+    model, _, _ = build_model("yolo_lite0", num_classes=num_classes, input_size=size, trainable_stages=None)
+    return model
+
+
+def test_predict_returns_boxes_in_each_input_images_pixels() -> None:
+    model = tiny_yolo()
+    model.decode_config = type(model.decode_config)(score_thresh=0.0, max_detections=50)
+    images = [torch.randint(0, 255, (3, 90, 200), dtype=torch.uint8), torch.rand(3, 300, 120)]
+    results = model.predict(images)
+    assert len(results) == 2
+    for result, image in zip(results, images, strict=True):
+        height, width = image.shape[-2:]
+        boxes = result["boxes"]
+        assert boxes.shape[1] == 4 and 0 < len(boxes) <= 50
+        assert (boxes[:, 0::2] <= width).all() and (boxes[:, 1::2] <= height).all() and (boxes >= 0).all()
+        assert result["scores"].shape == result["labels"].shape == (len(boxes),)
+        assert set(result["labels"].tolist()) <= {0, 1}
+
+
+def test_letterbox_round_trip() -> None:
+    transform = LetterboxTransform(128)
+    images = [torch.zeros(3, 64, 256), torch.zeros(3, 200, 100)]
+    boxes = [torch.tensor([[10.0, 5.0, 100.0, 60.0]]), torch.tensor([[0.0, 0.0, 100.0, 200.0]])]
+    batch, metas, targets = transform(images, [{"boxes": b} for b in boxes])
+    assert batch.shape == (2, 3, 128, 128)
+    assert torch.allclose(targets[0]["boxes"], boxes[0] * 0.5)
+    back = transform.postprocess([{"boxes": t["boxes"]} for t in targets], metas)
+    for restored, original in zip(back, boxes, strict=True):
+        assert torch.allclose(restored["boxes"], original)
+
+
+def test_image_without_objects_has_exactly_zero_box_loss() -> None:
+    torch.manual_seed(0)
+    output = HeadOutput(
+        class_logits=torch.randn(1, 50, 2, requires_grad=True),
+        ltrb=torch.rand(1, 50, 4, requires_grad=True) * 10,
+        points=torch.rand(50, 2) * 100,
+        strides=torch.full((50,), 8.0),
+    )
+    losses = DetectionLoss()(
+        output, [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}]
+    )
+    assert losses["giou"].item() == 0.0 and losses["l1"].item() == 0.0
+    assert losses["classification"].item() > 0
+
+
+def test_every_ground_truth_box_gets_a_positive_even_a_tiny_one() -> None:
+    model = tiny_yolo(num_classes=1)
+    model.train()
+    images = [torch.zeros(3, 128, 128)]
+    tiny = {"boxes": torch.tensor([[60.0, 60.0, 62.0, 62.0]]), "labels": torch.tensor([0])}
+    losses = model(images, [tiny])
+    assert losses["giou"].item() > 0, "a box smaller than every stride still trains the box branch"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batched_nms_matches_brute_force(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    corners = torch.rand(300, 2, generator=generator) * 200
+    sizes = torch.rand(300, 2, generator=generator) * 60 + 5
+    boxes = torch.cat([corners, corners + sizes], 1)
+    scores = torch.rand(300, generator=generator)
+    labels = torch.randint(0, 3, (300,), generator=generator)
+    keep = batched_nms(boxes, scores, labels, 0.5)
+    expected = []
+    for index in scores.argsort(descending=True).tolist():
+        same_class = [k for k in expected if labels[k] == labels[index]]
+        if not same_class or iou_matrix(boxes[index : index + 1], boxes[same_class]).max() <= 0.5:
+            expected.append(index)
+    assert keep.tolist() == expected
+
+
+def test_training_overfits_a_few_synthetic_images() -> None:
+    torch.manual_seed(0)
+    images, targets = synthetic_batch(6, 160)
+    model = tiny_yolo(size=160)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        model.train()
+        loss = sum(model(images, targets).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    model.decode_config = type(model.decode_config)(score_thresh=0.001)
+    map50, map50_95, _ = coco_map(model.predict(images), targets, ["rect", "disc"])
+    assert map50 > 0.95
+    assert map50_95 > 0.5
