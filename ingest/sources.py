@@ -25,6 +25,11 @@ from shared.errors import DecodeError, SourceEnded, SourceStalled, SourceUnavail
 log = logging.getLogger(__name__)
 
 FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+FFMPEG_THREADS_ENV = "OPENCV_FFMPEG_THREADS"
+DECODER_THREADS = 1
+"""FFmpeg decoder threads per capture, unless ``OPENCV_FFMPEG_THREADS`` is set. OpenCV's default
+(one per CPU) costs 10-25 % more CPU per camera, and each camera has a thread of its own anyway
+(bench/ingest.py). The ``threads`` capture option would not do this: it reaches the demuxer only."""
 
 
 class VideoSource(Protocol):
@@ -102,16 +107,18 @@ class OpenCVSource:
         self._capture = capture
 
     def _open_capture(self, kind: str) -> cv2.VideoCapture:
-        timeouts = [
+        params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._timeouts.open_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._timeouts.read_s * 1000),
         ]  # fmt: skip
+        if FFMPEG_THREADS_ENV not in os.environ:
+            params += [cv2.CAP_PROP_N_THREADS, DECODER_THREADS]
         if kind == "webcam":
             url = self._config.url
             return cv2.VideoCapture(int(url) if url.isdigit() else url, cv2.CAP_V4L2)
         options = f"rtsp_transport;{self._config.rtsp_transport}" if kind == "rtsp" else ""
         with _GATE.options(options):
-            return cv2.VideoCapture(_file_path(self._config.url), cv2.CAP_FFMPEG, timeouts)
+            return cv2.VideoCapture(_file_path(self._config.url), cv2.CAP_FFMPEG, params)
 
     def grab(self) -> None:
         """Read and decode the next frame (no colour conversion yet)."""

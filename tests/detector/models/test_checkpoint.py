@@ -64,7 +64,7 @@ def test_foreign_and_mismatched_files(checkpoint, tmp_path: Path) -> None:
 
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     class Evil:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (print, ("pwned",))
 
     path = tmp_path / "evil.pt"
