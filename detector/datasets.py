@@ -128,6 +128,18 @@ class YoloDataset(Dataset):
         boxes, classes = read_labels(label_path, image.shape[1], image.shape[0])
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), boxes, classes
 
+    def boxes_at(self, input_size: int) -> Tensor:
+        """Every box of the data set as it appears once its image is letterboxed to ``input_size``."""
+        from PIL import Image  # reads the size from the header only
+
+        boxes = []
+        for image_path, label_path in self.samples:
+            with Image.open(image_path) as image:
+                width, height = image.size
+            image_boxes, _ = read_labels(label_path, width, height)
+            boxes.append(image_boxes * (input_size / max(width, height)))
+        return torch.from_numpy(np.concatenate(boxes)) if boxes else torch.zeros(0, 4)
+
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
         image, boxes, classes = self.load(index)
         if self.augment is not None:

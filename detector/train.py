@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from detector.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
 from detector.evaluate import EvalReport, evaluate
-from detector.models.registry import Checkpoint, build_model
+from detector.models.faster_rcnn import anchor_sizes_for
+from detector.models.registry import MODELS, Checkpoint, build_model
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,15 @@ class Trainer:
         val_dir = build_cache(self.spec, "val", max_side=cache_side, cache_root=Path(cfg.cache_dir))
         self.train_set = YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
         self.val_set = YoloDataset(val_dir)
+        options = {}
+        if MODELS.get(cfg.model, {}).get("arch") == "faster_rcnn":
+            options["anchor_sizes"] = anchor_sizes_for(self.train_set.boxes_at(cfg.input_size))
         self.model, self.arch, self.builder = build_model(
             cfg.model,
             num_classes=len(self.spec.names),
             input_size=cfg.input_size,
             trainable_stages=cfg.trainable_stages,
+            **options,
         )
         self.model.to(self.device)
         if self.device.type == "cuda":
@@ -243,7 +248,7 @@ class Trainer:
 
     def validate(self) -> EvalReport:
         model = self.ema.model
-        model.decode_config = type(model.decode_config)(score_thresh=0.001)
+        model.score_thresh = 0.001  # the whole PR curve, for a fair mAP
         return evaluate(
             model, self.val_set, self.spec.names, score_thresh=self.cfg.eval_score_thresh, device=self.device
         )

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from detector.models.backbones import build_backbone
+from detector.models.faster_rcnn import build_faster_rcnn
 from detector.models.heads import DenseHead
 from detector.models.necks import PANFPN
 from detector.models.transform import IMAGENET_MEAN, IMAGENET_STD, LetterboxTransform
@@ -57,13 +58,16 @@ def build_yolo(
     return YOLO(features, neck, head, LetterboxTransform(input_size), decode=decode)
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"yolo": build_yolo}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"yolo": build_yolo, "faster_rcnn": build_faster_rcnn}
 
 MODELS: dict[str, dict[str, Any]] = {
     "yolo_lite0": {"arch": "yolo", "backbone": "efficientnet_lite0"},
     **{f"yolo_b{i}": {"arch": "yolo", "backbone": f"efficientnet_b{i}"} for i in range(8)},
     "yolo_mobilenet_v3": {"arch": "yolo", "backbone": "mobilenet_v3_large"},
     "yolo_resnet50": {"arch": "yolo", "backbone": "resnet50"},
+    "frcnn_lite0": {"arch": "faster_rcnn", "backbone": "efficientnet_lite0"},
+    "frcnn_mobilenet_v3": {"arch": "faster_rcnn", "backbone": "mobilenet_v3_large"},
+    "frcnn_resnet50": {"arch": "faster_rcnn", "backbone": "resnet50"},
 }
 """Named recipes for ``vigil train --model``."""
 
@@ -161,11 +165,14 @@ def build_model(
     input_size: int,
     pretrained: bool = True,
     trainable_stages: int | None = None,
+    **options: Any,
 ) -> tuple[nn.Module, str, dict[str, Any]]:
-    """A fresh model from a recipe name: (model, architecture, builder kwargs for its checkpoint)."""
+    """A fresh model from a recipe name: (model, architecture, builder kwargs for its checkpoint).
+
+    ``options`` go to the architecture's builder (e.g. ``anchor_sizes`` for Faster R-CNN)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    recipe = dict(MODELS[name])
+    recipe = {**MODELS[name], **options}
     arch = recipe.pop("arch")
     model = ARCHITECTURES[arch](
         num_classes=num_classes,

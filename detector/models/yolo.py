@@ -12,7 +12,7 @@ Contract (every Vigil detector follows it):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -60,6 +60,14 @@ class YOLO(nn.Module):
                 raise ValueError("training needs targets")
             return self.loss(output, targets)
         return self.transform.postprocess(self.decode(output), metas)
+
+    @property
+    def score_thresh(self) -> float:
+        return self.decode_config.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.decode_config = replace(self.decode_config, score_thresh=value)
 
     @torch.no_grad()
     def predict(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torchvision.ops import batched_nms
@@ -22,7 +24,7 @@ def tiny_yolo(num_classes: int = 2, size: int = 128):
 
 def test_predict_returns_boxes_in_each_input_images_pixels() -> None:
     model = tiny_yolo()
-    model.decode_config = type(model.decode_config)(score_thresh=0.0, max_detections=50)
+    model.decode_config = replace(model.decode_config, score_thresh=0.0, max_detections=50)
     images = [torch.randint(0, 255, (3, 90, 200), dtype=torch.uint8), torch.rand(3, 300, 120)]
     results = model.predict(images)
     assert len(results) == 2
@@ -102,7 +104,7 @@ def test_training_overfits_a_few_synthetic_images() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
-    model.decode_config = type(model.decode_config)(score_thresh=0.001)
+    model.score_thresh = 0.001
     map50, map50_95, _ = coco_map(model.predict(images), targets, ["rect", "disc"])
     assert map50 > 0.95
     assert map50_95 > 0.5
