@@ -11,6 +11,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -145,3 +146,25 @@ def evaluate(
 def recall_points() -> np.ndarray:
     """The 101 recall thresholds of COCOeval, for plotting ``EvalReport.pr_curve``."""
     return np.linspace(0, 1, 101)
+
+
+def plot_pr_curve(report: EvalReport, path: str | Path, title: str = "") -> Path:
+    """Precision-recall curve(s) at IoU 0.5 as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 5))
+    for name, precision in report.pr_curve.items():
+        if precision:
+            axes.plot(recall_points(), precision, label=f"{name} (AP@0.5 {report.map50:.3f})")
+    axes.set(
+        xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title or "PR curve, IoU 0.5"
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)

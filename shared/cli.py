@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, model=args.model, input_size=args.img, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, trainable_stages=args.trainable_stages, workers=args.workers, out_dir=args.out,
-        device=args.device, max_train_batches=args.max_batches,
+        cache_dir=args.cache, device=args.device, max_train_batches=args.max_batches,
     )  # fmt: skip
     trainer = Trainer(config)
     if args.resume:
@@ -105,6 +105,79 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = trainer.fit()
     print(f"best checkpoint: {best}")
     return 0
+
+
+def _load_detector(weights: str, device: str, score_thresh: float | None = None):  # type: ignore[no-untyped-def]
+    from detector.models.registry import Checkpoint
+    from detector.train import pick_device
+
+    checkpoint = Checkpoint.load(weights)
+    model = checkpoint.build().to(pick_device(device))
+    if score_thresh is not None:
+        model.score_thresh = score_thresh
+    return checkpoint, model
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from detector.models.backbones import compound_scaling_table
+    from detector.models.registry import MODELS
+
+    print("EfficientNet compound scaling (depth d, width w, resolution r = α^φ, β^φ, γ^φ):")
+    print(f"{'backbone':<20} {'w':>4} {'d':>4} {'res':>5} {'params':>11} {'GMACs@res':>10}")
+    for row in compound_scaling_table():
+        print(
+            f"{row['name']:<20} {row['width']:>4} {row['depth']:>4} {row['resolution']:>5} "
+            f"{row['params']:>11,} {row['gmacs']:>10.3f}"
+        )
+    print("\nDetector recipes (vigil train --model NAME):")
+    for name, recipe in MODELS.items():
+        print(f"  {name:<20} {recipe['arch']:<12} {recipe['backbone']}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from detector.datasets import DataSpec, YoloDataset
+    from detector.evaluate import evaluate, plot_pr_curve
+
+    setup_logging("WARNING")
+    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=0.001)
+    spec = DataSpec.load(args.data)
+    if args.split not in spec.splits:
+        print(f"vigil: {args.data} has no {args.split!r} split", file=sys.stderr)
+        return 2
+    report = evaluate(
+        model, YoloDataset(spec.splits[args.split]), checkpoint.class_names, batch_size=args.batch,
+        score_thresh=args.score_thresh, device=next(model.parameters()).device,
+    )  # fmt: skip
+    print(json_module.dumps({"weights": args.weights, "split": args.split, **report.summary()}, indent=2))
+    if args.plot:
+        print(f"PR curve: {plot_pr_curve(report, args.plot, title=f'{checkpoint.name} on {args.split}')}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from detector.predict import predict
+
+    setup_logging("WARNING")
+    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=args.score_thresh)
+    count = predict(model, args.source, args.out, checkpoint.class_names)
+    print(f"annotated {count} image(s) or frame(s) into {args.out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detector.export import export_onnx, export_torchscript
+
+    setup_logging("WARNING")
+    _checkpoint, model = _load_detector(args.weights, "cpu")
+    exporter = export_onnx if args.format == "onnx" else export_torchscript
+    parity = exporter(model, args.out)
+    print(
+        f"wrote {args.out}; max |diff| vs eager: scores {parity.scores:.2e}, boxes {parity.boxes_px:.2e} px"
+    )
+    return 0 if parity.ok() else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,8 +232,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     train.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics, curves)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    train.add_argument("--cache", default="runs/cache", help="folder for the pre-resized images")
     train.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
     train.set_defaults(handler=cmd_train)
+
+    models = commands.add_parser("models", help="EfficientNet B0-B7 scaling table and detector recipes.")
+    models.set_defaults(handler=cmd_models)
+
+    weights_help = "checkpoint file (.pt)"
+    evaluate = commands.add_parser("eval", help="COCO mAP, precision/recall and speed of a checkpoint.")
+    evaluate.add_argument("--weights", required=True, help=weights_help)
+    evaluate.add_argument("--data", required=True, help="data.yaml (YOLO format)")
+    evaluate.add_argument("--split", default="val", choices=("train", "val", "test"))
+    evaluate.add_argument("--score-thresh", type=float, default=0.4, help="operating point for P/R")
+    evaluate.add_argument("--batch", type=int, default=8)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--plot", help="write the PR curve PNG here")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    predict = commands.add_parser("predict", help="Annotate images, a folder or a video.")
+    predict.add_argument("source", help="image, folder of images, or video file")
+    predict.add_argument("--weights", required=True, help=weights_help)
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--score-thresh", type=float, default=0.4)
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser("export", help="Export a YOLO checkpoint to ONNX or TorchScript.")
+    export.add_argument("--weights", required=True, help=weights_help)
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--out", required=True, help="output file")
+    export.set_defaults(handler=cmd_export)
     return parser
 
 

@@ -45,23 +45,17 @@ class RedisConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Root log level"
-    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Root log level")
     format: Literal["plain", "json"] = Field("plain", description="Human lines or JSON lines")
 
 
 class CameraConfig(_Section):
-    id: str = Field(
-        description="Camera id: letters, digits, '_', '.', '-' (used in keys and labels)"
-    )
+    id: str = Field(description="Camera id: letters, digits, '_', '.', '-' (used in keys and labels)")
     url: str = Field(
         min_length=1,
         description="rtsp://, http(s):// (MJPEG, HLS), a file path, /dev/videoN or an index",
     )
-    fps: float = Field(
-        5.0, gt=0, le=120, description="Frames per second to publish (sampled by timestamp)"
-    )
+    fps: float = Field(5.0, gt=0, le=120, description="Frames per second to publish (sampled by timestamp)")
     max_side: int | None = Field(
         640, ge=16, le=16384, description="Resize so the longer side is at most this (None: keep)"
     )
@@ -69,12 +63,8 @@ class CameraConfig(_Section):
     jpeg_quality: int = Field(85, ge=1, le=100, description="JPEG quality when codec is jpeg")
     enabled: bool = Field(True, description="Disabled cameras are neither opened nor leased")
     loop: bool = Field(False, description="Files only: start again at the end (demos, soak tests)")
-    realtime: bool = Field(
-        True, description="Files only: pace reading to the clip's own frame rate"
-    )
-    rtsp_transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTSP only: RTP over TCP or UDP"
-    )
+    realtime: bool = Field(True, description="Files only: pace reading to the clip's own frame rate")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP only: RTP over TCP or UDP")
 
     @field_validator("url", mode="before")
     @classmethod
@@ -107,9 +97,7 @@ class CameraConfig(_Section):
 
 
 class IngestConfig(_Section):
-    instance: str | None = Field(
-        None, description="Worker id in leases and the registry (default host:pid)"
-    )
+    instance: str | None = Field(None, description="Worker id in leases and the registry (default host:pid)")
     metrics_host: str = Field("0.0.0.0", description="Address of the /metrics endpoint")
     metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
@@ -117,19 +105,13 @@ class IngestConfig(_Section):
     lease_ttl_s: float = Field(
         5.0, ge=0.5, le=300, description="Camera lease TTL: failover time after a crash"
     )
-    stream_maxlen: int = Field(
-        100, ge=1, le=1_000_000, description="Approximate bound of each frame stream"
-    )
+    stream_maxlen: int = Field(100, ge=1, le=1_000_000, description="Approximate bound of each frame stream")
     open_timeout_s: float = Field(10.0, gt=0, le=300, description="FFmpeg open timeout")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="FFmpeg read timeout")
-    stall_timeout_s: float = Field(
-        10.0, gt=0, le=3600, description="No frame for this long: reopen"
-    )
+    stall_timeout_s: float = Field(10.0, gt=0, le=3600, description="No frame for this long: reopen")
     reconnect_base_s: float = Field(0.5, gt=0, le=60, description="First reconnect delay ceiling")
     reconnect_cap_s: float = Field(30.0, gt=0, le=3600, description="Largest reconnect delay")
-    registry_interval_s: float = Field(
-        1.0, gt=0, le=60, description="How often camera status is written"
-    )
+    registry_interval_s: float = Field(1.0, gt=0, le=60, description="How often camera status is written")
 
     @model_validator(mode="after")
     def _cap_above_base(self) -> IngestConfig:
@@ -222,9 +204,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> VigilConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> VigilConfig:
     """Load ``path`` (or ``$VIGIL_CONFIG``; none: defaults), apply ``VIGIL_*`` overrides."""
     env = os.environ if env is None else env
     path = path or env.get("VIGIL_CONFIG") or None

@@ -129,13 +129,9 @@ def run_demo(*, seconds: float, cameras: int, sample: str | None, as_json: bool)
             client.delete(keys.frames_stream(camera.id))
         views = {camera.id: CameraView() for camera in camera_configs}
         stop = threading.Event()
-        watcher = threading.Thread(
-            target=_watch, args=(client, views, stop), name="watch", daemon=True
-        )
+        watcher = threading.Thread(target=_watch, args=(client, views, stop), name="watch", daemon=True)
         watcher.start()
-        service = IngestService(
-            IngestConfig(instance="demo", metrics_port=0), camera_configs, client=client
-        )
+        service = IngestService(IngestConfig(instance="demo", metrics_port=0), camera_configs, client=client)
         runner = threading.Thread(target=service.run, name="ingest", daemon=True)
         print(
             f"vigil demo: {cameras} camera(s) playing {clip.name} into {url} for {seconds:.0f}s",

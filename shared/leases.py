@@ -88,9 +88,7 @@ class LeaseManager:
     def members(self) -> list[str]:
         """Refresh this instance's membership and return the live members of the group."""
         raw = call(
-            lambda: self._heartbeat(
-                keys=[keys.members_key(self.group)], args=[self.instance, self.ttl_ms]
-            )
+            lambda: self._heartbeat(keys=[keys.members_key(self.group)], args=[self.instance, self.ttl_ms])
         )
         members = [m.decode() if isinstance(m, bytes) else str(m) for m in raw]
         return members if self.instance in members else [*members, self.instance]

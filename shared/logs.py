@@ -85,9 +85,7 @@ def setup_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plain") 
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
     else:
-        formatter = RedactingFormatter(
-            "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
-        )
+        formatter = RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s")
         formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()

@@ -27,9 +27,7 @@ class MetricsServer:
         handler = _make_handler(registry, ready)
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics", host, self.port)
 
@@ -42,9 +40,7 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(
-    registry: CollectorRegistry, ready: Callable[[], bool]
-) -> type[BaseHTTPRequestHandler]:
+def _make_handler(registry: CollectorRegistry, ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -58,9 +54,7 @@ def _make_handler(
             else:
                 self._reply(404, b"not found\n")
 
-        def _reply(
-            self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
-        ) -> None:
+        def _reply(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))

@@ -53,9 +53,7 @@ def call(op: Callable[[], T]) -> T:
         raise StoreUnavailable(f"redis unavailable: {type(error).__name__}") from error
 
 
-def wait_for_redis(
-    client: redis.Redis, *, stop: threading.Event, backoff: Backoff | None = None
-) -> bool:
+def wait_for_redis(client: redis.Redis, *, stop: threading.Event, backoff: Backoff | None = None) -> bool:
     """Block until Redis answers PING (True) or ``stop`` is set (False), with backoff."""
 
     def warn(error: BaseException, attempt: int, delay: float) -> None:
@@ -131,11 +129,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout_s
         while not answers(self.url, timeout_s=0.5):
             if self._process.poll() is not None:
-                stderr = (
-                    self._process.stderr.read().decode(errors="replace")
-                    if self._process.stderr
-                    else ""
-                )
+                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise RuntimeError(f"embedded redis-server exited: {stderr.strip()}")
             if time.monotonic() > deadline:
                 self.stop()

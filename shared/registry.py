@@ -66,13 +66,7 @@ def read_statuses(client: redis.Redis) -> list[CameraStatus]:
         statuses.append(
             CameraStatus(
                 **{
-                    name: (
-                        int(v)
-                        if types[name] == "int"
-                        else float(v)
-                        if types[name] == "float"
-                        else v
-                    )
+                    name: (int(v) if types[name] == "int" else float(v) if types[name] == "float" else v)
                     for name, v in values.items()
                 }
             )
