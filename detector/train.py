@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from detector.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
+from detector.device import pick_device
 from detector.evaluate import EvalReport, evaluate
 from detector.models.faster_rcnn import anchor_sizes_for
 from detector.models.registry import MODELS, Checkpoint, build_model
@@ -76,12 +77,6 @@ class ModelEMA:
                 value.mul_(decay).add_(live[name].detach(), alpha=1 - decay)
             else:
                 value.copy_(live[name])
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_factor(step: int, *, steps_per_epoch: int, cfg: TrainConfig) -> float:

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from shared import __version__
+from shared import __version__, keys
 from shared.config import VigilConfig, load_config
 from shared.errors import ConfigError, StoreUnavailable
 from shared.logs import register_url_secrets, setup_logging
@@ -41,6 +41,31 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
     )  # fmt: skip
     service.run()
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.detector.metrics_port)
+    from detector.runner import DetectorRunner
+    from detector.service import DetectorService
+    from shared.redis import connect
+
+    client = connect(config.redis)
+    cameras = [camera.id for camera in config.cameras if camera.enabled]
+    if not cameras:
+        cameras = sorted(m.decode() for m in client.smembers(keys.CAMERAS))
+        print(
+            f"vigil detect: no cameras in the config; using the {len(cameras)} in the registry",
+            file=sys.stderr,
+        )
+    cfg = config.detector
+    runner = DetectorRunner(
+        cfg.weights, device=cfg.device, score_thresh=cfg.score_thresh, nms_iou_thresh=cfg.nms_iou_thresh,
+        torch_threads=cfg.torch_threads,
+    )  # fmt: skip
+    DetectorService(cfg, cameras, client=client, runner=runner, max_frames=args.max_frames).run()
     return 0
 
 
@@ -108,8 +133,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_detector(weights: str, device: str, score_thresh: float | None = None):  # type: ignore[no-untyped-def]
+    from detector.device import pick_device
     from detector.models.registry import Checkpoint
-    from detector.train import pick_device
 
     checkpoint = Checkpoint.load(weights)
     model = checkpoint.build().to(pick_device(device))
@@ -204,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="health check: exit 0 if the local ingest is ready"
     )
     ingest.set_defaults(handler=cmd_ingest)
+
+    detect = add("detect", "Detect and track objects in the frames of the cameras this replica owns.")
+    detect.add_argument("--max-frames", type=int, help="exit after processing this many frames")
+    detect.add_argument(
+        "--check", action="store_true", help="health check: exit 0 if the local detector is ready"
+    )
+    detect.set_defaults(handler=cmd_detect)
 
     cameras = add("cameras", "Show every camera's status from the Redis registry.")
     cameras.add_argument("--json", action="store_true", help="machine-readable output")

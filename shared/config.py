@@ -96,8 +96,10 @@ class CameraConfig(_Section):
         return self
 
 
-class IngestConfig(_Section):
-    instance: str | None = Field(None, description="Worker id in leases and the registry (default host:pid)")
+class _ServiceSection(_Section):
+    """What every replicated service has: an identity, a metrics endpoint, camera leases."""
+
+    instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
     metrics_host: str = Field("0.0.0.0", description="Address of the /metrics endpoint")
     metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
@@ -105,6 +107,13 @@ class IngestConfig(_Section):
     lease_ttl_s: float = Field(
         5.0, ge=0.5, le=300, description="Camera lease TTL: failover time after a crash"
     )
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class IngestConfig(_ServiceSection):
     stream_maxlen: int = Field(100, ge=1, le=1_000_000, description="Approximate bound of each frame stream")
     open_timeout_s: float = Field(10.0, gt=0, le=300, description="FFmpeg open timeout")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="FFmpeg read timeout")
@@ -119,15 +128,42 @@ class IngestConfig(_Section):
             raise ValueError("reconnect_cap_s must be >= reconnect_base_s")
         return self
 
-    @property
-    def instance_id(self) -> str:
-        return self.instance or f"{socket.gethostname()}:{os.getpid()}"
+
+class TrackerConfig(_Section):
+    high_score: float = Field(
+        0.5, gt=0, le=1, description="Detections at or above this start and update tracks"
+    )
+    low_score: float = Field(0.1, ge=0, le=1, description="Second-stage detections: keep tracks alive only")
+    min_hits: int = Field(3, ge=1, le=100, description="Matches before a track is confirmed and gets an id")
+    max_age: int = Field(30, ge=1, le=10_000, description="Frames a lost track is kept before removal")
+    match_iou: float = Field(0.3, gt=0, lt=1, description="Least IoU for a detection to continue a track")
+
+
+class DetectorConfig(_ServiceSection):
+    metrics_port: int | None = Field(
+        9102, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    weights: str | None = Field(None, description="Checkpoint file (default: the shipped pistol detector)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N")
+    max_batch: int = Field(8, ge=1, le=1024, description="A batch closes at this many frames ...")
+    max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="... or this long after its first frame")
+    max_frame_age_s: float = Field(
+        2.0, gt=0, le=3600, description="Older frames are skipped, not processed late"
+    )
+    score_thresh: float = Field(0.25, ge=0, le=1, description="Detections below this are not reported")
+    nms_iou_thresh: float = Field(0.6, gt=0, le=1, description="Class-aware NMS IoU threshold")
+    torch_threads: int | None = Field(
+        None, ge=1, le=1024, description="CPU threads for inference (None: all)"
+    )
+    detections_maxlen: int = Field(10_000, ge=1, description="Approximate bound of vigil:detections")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
 
 
 class VigilConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
 
     @field_validator("cameras")
