@@ -28,8 +28,8 @@ FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 FFMPEG_THREADS_ENV = "OPENCV_FFMPEG_THREADS"
 DECODER_THREADS = 1
 """FFmpeg decoder threads per capture, unless ``OPENCV_FFMPEG_THREADS`` is set. OpenCV's default
-(one per CPU) costs 10-25 % more CPU per camera, and each camera has a thread of its own anyway
-(bench/ingest.py). The ``threads`` capture option would not do this: it reaches the demuxer only."""
+(one per CPU) costs up to 20 % more CPU per camera, and each camera has a thread of its own anyway
+(bench/ingest.py). A ``threads`` capture option would not do this: it reaches the demuxer only."""
 
 
 class VideoSource(Protocol):
