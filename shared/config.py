@@ -130,13 +130,24 @@ class IngestConfig(_ServiceSection):
 
 
 class TrackerConfig(_Section):
-    high_score: float = Field(
-        0.5, gt=0, le=1, description="Detections at or above this start and update tracks"
-    )
+    """The IoU tracker's knobs (``detector/tracking``). Frames are processed frames (after ingest's
+    sampling). bench/tracker.py uses ``high_score=0.7, new_track_score=0.9``, tuned on TUD-Campus's
+    Faster R-CNN detections (median score 0.99); these defaults suit Vigil's own detector, whose
+    scores run lower."""
+
+    high_score: float = Field(0.5, gt=0, le=1, description="Detections at or above this update tracks")
     low_score: float = Field(0.1, ge=0, le=1, description="Second-stage detections: keep tracks alive only")
-    min_hits: int = Field(3, ge=1, le=100, description="Matches before a track is confirmed and gets an id")
+    min_hits: int = Field(3, ge=1, le=100, description="Hits in a row before a track is confirmed")
     max_age: int = Field(30, ge=1, le=10_000, description="Frames a lost track is kept before removal")
-    match_iou: float = Field(0.3, gt=0, lt=1, description="Least IoU for a detection to continue a track")
+    match_iou: float = Field(0.3, gt=0, lt=1, description="Least IoU for a high-score detection and a track")
+    low_match_iou: float = Field(0.5, gt=0, lt=1, description="Least IoU for a low-score detection (stage 2)")
+    new_track_score: float = Field(0.6, gt=0, le=1, description="Least score to start a track")
+
+    @model_validator(mode="after")
+    def _ordered_scores(self) -> TrackerConfig:
+        if not self.low_score <= self.high_score <= self.new_track_score:
+            raise ValueError("need low_score <= high_score <= new_track_score")
+        return self
 
 
 class DetectorConfig(_ServiceSection):

@@ -1,0 +1,281 @@
+"""DetectorService: the cameras this replica owns → dynamic batches → model → tracker → Redis.
+
+Two threads: the *reader* renews leases, reads the owned frame streams, keeps the newest frame
+per camera in the :class:`DynamicBatcher`, and decodes a batch as soon as the model is free; the
+*inference* thread runs the model, the per-camera tracker, and publishes one Detections entry per
+frame to ``vigil:detections``. Decoding the next batch overlaps with inference of the current one,
+and frames that arrive while the model is busy replace older ones instead of queueing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+import redis
+
+from detector.batching import DynamicBatcher, Pending
+from detector.metrics import DetectorMetrics
+from detector.runner import DecodedFrame, DetectorRunner
+from detector.tracking import MultiCameraTracker
+from shared import keys
+from shared.config import DetectorConfig
+from shared.errors import DecodeError, SchemaError, StoreUnavailable
+from shared.leases import LeaseManager
+from shared.metrics import MetricsServer
+from shared.redis import call
+from shared.schemas import Detections, Frame
+from shared.service import Heartbeat, stop_on_signals
+
+log = logging.getLogger(__name__)
+LEASE_GROUP = "detect"
+READ_COUNT = 16
+"""Entries read per stream and call; a stream further behind jumps to its newest entry."""
+
+
+class FrameReader:
+    """Cursors over the owned cameras' frame streams; returns (camera, fields) entries."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self.cursors: dict[str, bytes | str] = {}
+
+    def follow(self, camera: str) -> list[tuple[str, dict]]:
+        """Start following a camera at its newest entry (returned, so it can be processed)."""
+        newest = call(lambda: self._client.xrevrange(keys.frames_stream(camera), count=1))
+        self.cursors[camera] = newest[0][0] if newest else "0-0"
+        return [(camera, newest[0][1])] if newest else []
+
+    def unfollow(self, camera: str) -> None:
+        self.cursors.pop(camera, None)
+
+    def read(self, block_ms: int) -> list[tuple[str, dict]]:
+        if not self.cursors:
+            time.sleep(block_ms / 1000)
+            return []
+        streams = {keys.frames_stream(camera): cursor for camera, cursor in self.cursors.items()}
+        replies = call(lambda: self._client.xread(streams, count=READ_COUNT, block=max(1, block_ms)))
+        entries = []
+        prefix = len(keys.frames_stream(""))
+        for stream, stream_entries in replies or []:
+            camera = stream.decode()[prefix:]
+            if camera not in self.cursors:
+                continue
+            self.cursors[camera] = stream_entries[-1][0]
+            entries += [(camera, fields) for _id, fields in stream_entries]
+            if len(stream_entries) == READ_COUNT:  # behind: take the newest, skip the rest
+                newest = call(lambda s=stream: self._client.xrevrange(s, count=1))
+                if newest and newest[0][0] != stream_entries[-1][0]:
+                    self.cursors[camera] = newest[0][0]
+                    entries.append((camera, newest[0][1]))
+        return entries
+
+
+class DetectorService:
+    def __init__(
+        self,
+        config: DetectorConfig,
+        cameras: Sequence[str],
+        *,
+        client: redis.Redis,
+        runner: DetectorRunner,
+        metrics: DetectorMetrics | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        self.config = config
+        self.instance = config.instance_id
+        self.cameras = sorted(cameras)
+        self.runner = runner
+        self.metrics = metrics or DetectorMetrics()
+        self.metrics.model_loaded.set(1)
+        self._client = client
+        self._max_frames = max_frames
+        self._leases = LeaseManager(
+            client, group=LEASE_GROUP, instance=self.instance, ttl_s=config.lease_ttl_s
+        )
+        self._heartbeat = Heartbeat(
+            client, service="detect", instance=self.instance, ttl_s=3 * config.lease_ttl_s
+        )
+        self._reader = FrameReader(client)
+        self._batcher = DynamicBatcher(
+            max_batch=config.max_batch,
+            max_wait_s=config.max_wait_ms / 1000,
+            max_frame_age_s=config.max_frame_age_s,
+            on_drop=self.metrics.drop,
+        )
+        self.tracker = MultiCameraTracker(config.tracker)
+        self._handoff: queue.Queue[list[DecodedFrame] | None] = queue.Queue(maxsize=1)
+        self._model_idle = threading.Event()
+        self._model_idle.set()
+        self._stop = threading.Event()
+        self._redis_ok = False
+        self.processed = 0
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded (it is, once constructed) and Redis answered the last lease round."""
+        return self._redis_ok
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(self.metrics.registry, host=self.config.metrics_host,
+                                   port=self.config.metrics_port, ready=lambda: self.ready)  # fmt: skip
+        inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        inference.start()
+        log.info("detector %s starting: %s, %d cameras", self.instance, self.runner.name, len(self.cameras))
+        try:
+            with stop_on_signals(self.stop):
+                self._read_loop()
+        finally:
+            self._handoff.put(None)
+            inference.join(timeout=30)
+            self._release()
+            if server is not None:
+                server.close()
+
+    # -- reader thread -------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        next_lease_round = 0.0
+        while not self._stop.is_set():
+            if time.monotonic() >= next_lease_round:
+                self._sync_leases()
+                next_lease_round = time.monotonic() + self._leases.renew_interval_s
+            try:
+                entries = self._reader.read(self._block_ms(next_lease_round))
+            except StoreUnavailable:
+                self._redis_ok = False
+                self._stop.wait(0.5)
+                continue
+            for camera, fields in entries:
+                self._offer(camera, fields)
+            self._dispatch()
+
+    def _block_ms(self, next_lease_round: float) -> int:
+        now = time.monotonic()
+        wait = self._batcher.wait_s(now)
+        if wait is not None and wait <= 0 and not self._model_idle.is_set():
+            wait = 0.005  # a batch is due but the model is busy: keep reading the newest frames
+        limit = max(0.0, next_lease_round - now)
+        return int(1000 * min(limit, 0.5 if wait is None else wait))
+
+    def _offer(self, camera: str, fields: dict) -> None:
+        try:
+            frame = Frame.decode(fields)
+        except SchemaError as error:
+            self.metrics.drop(camera, "malformed")
+            log.warning("camera %s: malformed frame entry skipped (%s)", camera, error)
+            return
+        if frame.camera != camera:
+            self.metrics.drop(camera, "malformed")
+            return
+        self._batcher.add(frame, now=time.monotonic(), now_ns=time.time_ns())
+
+    def _dispatch(self) -> None:
+        if not self._model_idle.is_set() or not self._batcher.ready(time.monotonic()):
+            return
+        decoded = [item for item in map(self._decode, self._batcher.take(now_ns=time.time_ns())) if item]
+        if decoded:
+            self._model_idle.clear()
+            self._handoff.put(decoded)
+
+    def _decode(self, pending: Pending) -> DecodedFrame | None:
+        started = time.perf_counter()
+        try:
+            item = self.runner.decode(pending.frame)
+        except DecodeError as error:
+            self.metrics.drop(pending.frame.camera, "decode_failed")
+            log.warning("camera %s seq %d: %s", pending.frame.camera, pending.frame.seq, error)
+            return None
+        self.metrics.decode_seconds.observe(time.perf_counter() - started)
+        return item
+
+    def _sync_leases(self) -> None:
+        try:
+            owned = self._leases.sync(self.cameras)
+            self._redis_ok = self._heartbeat.beat()
+            for camera in sorted(owned - set(self._reader.cursors)):
+                self.metrics.init_camera(camera)
+                for _camera, fields in self._reader.follow(camera):
+                    self._offer(camera, fields)
+        except StoreUnavailable as error:
+            if self._redis_ok:
+                log.warning("lease round failed (%s); keeping %d cameras", error, len(self._reader.cursors))
+            self._redis_ok = False
+            return
+        for camera in set(self._reader.cursors) - owned:
+            log.info("camera %s: lease lost", camera)
+            self._reader.unfollow(camera)
+            self._batcher.forget(camera)
+            self.tracker.drop(camera)
+        self.metrics.cameras_owned.set(len(owned))
+
+    def _release(self) -> None:
+        try:
+            self._leases.release_all()
+        except StoreUnavailable:
+            log.warning(
+                "leases not released (redis unavailable); they expire in %.1fs", self.config.lease_ttl_s
+            )
+        self._heartbeat.clear()
+
+    # -- inference thread ----------------------------------------------------------------------
+
+    def _inference_loop(self) -> None:
+        while (batch := self._handoff.get()) is not None:
+            try:
+                self._process(batch)
+            finally:
+                self._model_idle.set()
+            if self._max_frames is not None and self.processed >= self._max_frames:
+                self.stop()
+
+    def _process(self, batch: list[DecodedFrame]) -> None:
+        started_ns = time.time_ns()
+        per_frame, seconds = self.runner.detect(batch)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.inference_seconds.observe(seconds)
+        messages = []
+        for item, detections in zip(batch, per_frame, strict=True):
+            frame = item.frame
+            tracked = self.tracker.update(frame.camera, detections, frame=frame.seq)
+            queue_wait_ms = (started_ns - frame.ts_ns) / 1e6
+            messages.append(Detections(
+                camera=frame.camera, seq=frame.seq, ts_ns=frame.ts_ns, width=frame.width, height=frame.height,
+                model=self.runner.name, objects=tuple(tracked),
+                timings_ms={"queue_wait": round(queue_wait_ms, 2), "inference": round(seconds * 1000, 2),
+                            "total": round((time.time_ns() - frame.ts_ns) / 1e6, 2)},
+            ))  # fmt: skip
+            self.metrics.queue_lag_seconds.observe(max(0.0, queue_wait_ms / 1000))
+        self._publish(messages)
+        self.metrics.live_tracks.set(self.tracker.live_tracks())
+
+    def _publish(self, messages: list[Detections]) -> None:
+        def run() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for message in messages:
+                pipe.xadd(
+                    keys.DETECTIONS, message.encode(), maxlen=self.config.detections_maxlen, approximate=True
+                )
+            pipe.execute()
+
+        try:
+            call(run)
+        except StoreUnavailable:
+            for message in messages:
+                self.metrics.drop(message.camera, "redis_unavailable")
+            return
+        now_ns = time.time_ns()
+        for message in messages:
+            self.processed += 1
+            self.metrics.frames_processed.labels(message.camera).inc()
+            self.metrics.latency_seconds.observe(max(0.0, (now_ns - message.ts_ns) / 1e9))
+            for obj in message.objects:
+                self.metrics.detections.labels(message.camera, obj.label).inc()

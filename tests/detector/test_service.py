@@ -1,0 +1,128 @@
+"""The detector service against a real Redis with a real (small, untrained) model on the CPU."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from detector.runner import DetectorRunner
+from detector.service import DetectorService
+from shared import keys
+from shared.config import DetectorConfig, RedisConfig
+from shared.redis import EmbeddedRedis, connect
+from shared.schemas import Detections
+from tests.detector.conftest import jpeg_frame, push
+from tests.ingest.conftest import wait_for
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_checkpoint: Path) -> DetectorRunner:
+    return DetectorRunner(tiny_checkpoint, score_thresh=0.0)
+
+
+def detector_config(**overrides: object) -> DetectorConfig:
+    settings: dict[str, object] = {"instance": "det-1", "metrics_port": None, "lease_ttl_s": 1.0,
+                                   "max_batch": 4, "max_wait_ms": 20}  # fmt: skip
+    settings.update(overrides)
+    return DetectorConfig(**settings)  # type: ignore[arg-type]
+
+
+@contextmanager
+def running(service: DetectorService) -> Iterator[DetectorService]:
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def detections(client: redis.Redis) -> list[Detections]:
+    return [Detections.decode(fields) for _id, fields in client.xrange(keys.DETECTIONS)]
+
+
+def dropped(service: DetectorService, camera: str, reason: str) -> Callable[[], float]:
+    return lambda: (
+        service.metrics.registry.get_sample_value(
+            "vigil_detector_frames_dropped_total", {"camera": camera, "reason": reason}
+        )
+        or 0.0
+    )
+
+
+def owns(client: redis.Redis, camera: str, instance: str = "det-1") -> Callable[[], bool]:
+    return lambda: client.get(keys.lease_key("detect", camera)) == instance.encode()
+
+
+def test_frames_in_detections_out_in_source_pixels(redis_client: redis.Redis, runner: DetectorRunner) -> None:
+    service = DetectorService(detector_config(), ["small", "large"], client=redis_client, runner=runner)
+    with running(service):
+        assert wait_for(lambda: owns(redis_client, "small")() and owns(redis_client, "large")(), 10)
+        for seq in range(3):
+            push(redis_client, jpeg_frame("small", seq, 320, 240))
+            push(redis_client, jpeg_frame("large", seq, 1280, 720))
+            assert wait_for(lambda n=seq: len(detections(redis_client)) >= 2 * (n + 1), 10)
+    out = {(d.camera, d.seq): d for d in detections(redis_client)}
+    assert set(out) == {(camera, seq) for camera in ("small", "large") for seq in range(3)}
+    for (camera, _seq), message in out.items():
+        width, height = (320, 240) if camera == "small" else (1280, 720)
+        assert (message.width, message.height) == (width, height)
+        assert message.model.startswith("yolo-efficientnet_lite0@")
+        assert {"queue_wait", "inference", "total"} <= set(message.timings_ms)
+        boxes = [obj.box for obj in message.objects]
+        assert boxes and all(0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height for x1, y1, x2, y2 in boxes)
+        # the 1280x720 JPEG was decoded at 1/8 size; boxes must come back to full-frame pixels
+        assert max(x2 for _x1, _y1, x2, _y2 in boxes) > 0.6 * width
+        assert all(obj.label == "pistol" for obj in message.objects)
+
+
+def test_malformed_and_stale_entries_are_skipped_and_counted(
+    redis_client: redis.Redis, runner: DetectorRunner
+) -> None:
+    service = DetectorService(detector_config(), ["cam"], client=redis_client, runner=runner)
+    stream = keys.frames_stream("cam")
+    good = jpeg_frame("cam", 1).encode()
+    with running(service):
+        assert wait_for(owns(redis_client, "cam"), 10)
+        for broken in (
+            {k: v for k, v in good.items() if k != "seq"},  # missing field
+            good | {"width": 0},  # zero dimension
+            good | {"height": 100_000},  # huge dimension
+            good | {"seq": "abc"},  # wrong type
+            good | {"camera": "other"},  # entry of another camera in this stream
+            good | {"codec": "raw"},  # raw with the wrong byte count
+            {"garbage": "1"},
+        ):
+            redis_client.xadd(stream, broken)
+        assert wait_for(lambda: dropped(service, "cam", "malformed")() == 7, 10)
+        redis_client.xadd(stream, good | {"data": b"\xff\xd8 not really a jpeg"})
+        assert wait_for(lambda: dropped(service, "cam", "decode_failed")() == 1, 10)
+        push(redis_client, jpeg_frame("cam", 2, ts_ns=time.time_ns() - 60 * 10**9))
+        assert wait_for(lambda: dropped(service, "cam", "stale")() == 1, 10)
+        push(redis_client, jpeg_frame("cam", 3))
+        assert wait_for(lambda: [d.seq for d in detections(redis_client)] == [3], 10), "still running"
+
+
+def test_a_redis_restart_is_survived(private_redis: EmbeddedRedis, runner: DetectorRunner) -> None:
+    client = connect(RedisConfig(url=private_redis.url, socket_timeout_s=1, connect_timeout_s=0.5))
+    service = DetectorService(detector_config(), ["cam"], client=client, runner=runner)
+    with running(service):
+        assert wait_for(owns(client, "cam"), 10)
+        push(client, jpeg_frame("cam", 1))
+        assert wait_for(lambda: len(detections(client)) == 1, 10)
+        private_redis.stop(kill=True)
+        time.sleep(1.5)
+        assert not service.ready
+        private_redis.start()
+        assert wait_for(owns(client, "cam"), 10), "the lease is taken again on the empty Redis"
+        push(client, jpeg_frame("cam", 2))
+        assert wait_for(lambda: [d.seq for d in detections(client)] == [2], 10)
+        assert service.ready
