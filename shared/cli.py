@@ -18,6 +18,7 @@ from shared import __version__, keys
 from shared.config import VigilConfig, load_config
 from shared.errors import ConfigError, StoreUnavailable
 from shared.logs import register_url_secrets, setup_logging
+from shared.schemas import AlertEvent
 
 
 def _load(args: argparse.Namespace) -> VigilConfig:
@@ -67,6 +68,59 @@ def cmd_detect(args: argparse.Namespace) -> int:
     )  # fmt: skip
     DetectorService(cfg, cameras, client=client, runner=runner, max_frames=args.max_frames).run()
     return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.alerts.metrics_port)
+    from alerts.service import AlertService
+    from shared.redis import connect
+
+    AlertService(config.alerts, config.cameras, client=connect(config.redis)).run()
+    return 0
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from alerts.subscriber import AlertSubscriber, ClientCurve
+    from shared.redis import connect
+
+    config = _load(args)
+    curve = ClientCurve(args.client_key, args.server_key) if args.client_key else None
+    history = connect(config.redis) if args.since else None
+    since_s = parse_duration(args.since) if args.since else None
+    endpoints = args.endpoint or [DEFAULT_SUBSCRIBE_ENDPOINT]
+    with AlertSubscriber(endpoints, cameras=args.camera, labels=args.label, history=history,
+                         since_s=since_s, curve=curve) as subscriber:  # fmt: skip
+        try:
+            for event in subscriber.events():
+                print(event.to_json() if args.json else describe(event), flush=True)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+DEFAULT_SUBSCRIBE_ENDPOINT = "tcp://127.0.0.1:5556"
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` → seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise SystemExit(f"vigil: not a duration: {text!r} (e.g. 90s, 10m, 2h)") from None
+
+
+def describe(event: AlertEvent) -> str:
+    """One readable line for an alert event."""
+    when = time.strftime("%H:%M:%S", time.localtime(event.ts_ns / 1e9))
+    box = ", ".join(f"{v:.0f}" for v in event.box)
+    return (
+        f"{when} {event.kind.upper():<7} {event.severity:<8} {event.rule} camera={event.camera} "
+        f"{event.label} score={event.score:.2f} track={event.track_id} box=[{box}] "
+        f"snapshot={event.snapshot} id={event.event_id}"
+    )
 
 
 def _check_ready(port: int | None) -> int:
@@ -236,6 +290,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="health check: exit 0 if the local detector is ready"
     )
     detect.set_defaults(handler=cmd_detect)
+
+    alerts = add("alerts", "Apply alert rules to detections; publish events over ZeroMQ and keep a history.")
+    alerts.add_argument(
+        "--check", action="store_true", help="health check: exit 0 if the local service is ready"
+    )
+    alerts.set_defaults(handler=cmd_alerts)
+
+    subscribe = add("subscribe", "Print alert events as they happen (after replaying history with --since).")
+    subscribe.add_argument(
+        "--endpoint",
+        action="append",
+        default=None,
+        help=f"alerts service to connect to (repeatable; default {DEFAULT_SUBSCRIBE_ENDPOINT})",
+    )
+    subscribe.add_argument("--camera", action="append", default=[], help="only this camera (repeatable)")
+    subscribe.add_argument("--label", action="append", default=[], help="only this label (repeatable)")
+    subscribe.add_argument("--since", help="first replay the history of this long ago: 90s, 10m, 2h")
+    subscribe.add_argument("--json", action="store_true", help="one JSON object per line")
+    subscribe.add_argument("--client-key", help="CURVE: this subscriber's secret key file")
+    subscribe.add_argument("--server-key", help="CURVE: the alerts service's public key file")
+    subscribe.set_defaults(handler=cmd_subscribe)
 
     cameras = add("cameras", "Show every camera's status from the Redis registry.")
     cameras.add_argument("--json", action="store_true", help="machine-readable output")

@@ -65,6 +65,20 @@ class CameraConfig(_Section):
     loop: bool = Field(False, description="Files only: start again at the end (demos, soak tests)")
     realtime: bool = Field(True, description="Files only: pace reading to the clip's own frame rate")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP only: RTP over TCP or UDP")
+    zones: dict[str, tuple[tuple[float, float], ...]] = Field(
+        default_factory=dict,
+        description="Named polygons in this camera's view, [x, y] in 0-1 of the frame, for alert rules",
+    )
+
+    @field_validator("zones")
+    @classmethod
+    def _valid_polygons(cls, zones: dict[str, tuple[tuple[float, float], ...]]) -> dict:
+        for name, polygon in zones.items():
+            if len(polygon) < 3:
+                raise ValueError(f"zone {name!r} needs at least 3 points")
+            if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
+                raise ValueError(f"zone {name!r}: coordinates are fractions of the frame, 0 to 1")
+        return zones
 
     @field_validator("url", mode="before")
     @classmethod
@@ -170,12 +184,83 @@ class DetectorConfig(_ServiceSection):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
 
 
+class AlertRuleConfig(_Section):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Rule id (in events and metrics)"
+    )
+    labels: tuple[str, ...] = Field(min_length=1, description="Object labels the rule fires on")
+    min_score: float = Field(0.5, ge=0, le=1, description="Least detection score that counts as a sighting")
+    persistence_k: int = Field(3, ge=1, le=1000, description="Fire when the track is seen in k ...")
+    persistence_n: int = Field(5, ge=1, le=1000, description="... of its last n frames")
+    cameras: tuple[str, ...] = Field((), description="Cameras the rule applies to (empty: all)")
+    zones: tuple[str, ...] = Field((), description="Zone names (see cameras[].zones); empty: the whole frame")
+    zone_mode: Literal["bottom_center", "overlap"] = Field(
+        "bottom_center", description="Inside a zone by the box's bottom-centre point, or by area overlap"
+    )
+    min_overlap: float = Field(0.3, gt=0, le=1, description="overlap mode: least share of the box inside")
+    cooldown_s: float = Field(30.0, ge=0, le=86_400, description="No new 'started' per (rule, camera, track)")
+    end_after_s: float = Field(3.0, gt=0, le=3600, description="A track unseen this long has 'ended'")
+    severity: Literal["info", "warning", "critical"] = Field("critical", description="Carried in events")
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> AlertRuleConfig:
+        if self.persistence_k > self.persistence_n:
+            raise ValueError("persistence_k must be <= persistence_n")
+        return self
+
+
+class CurveConfig(_Section):
+    server_secret_key_file: str = Field(description="ZeroMQ CURVE secret key file (zmq.auth format)")
+    authorized_keys_dir: str = Field(description="Folder of the public key files of allowed subscribers")
+
+
+class AlertsConfig(_ServiceSection):
+    metrics_port: int | None = Field(
+        9103, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    publish_endpoint: str = Field("tcp://*:5556", description="ZeroMQ PUB bind address")
+    send_hwm: int = Field(10_000, ge=1, description="Messages queued per slow subscriber before dropping")
+    curve: CurveConfig | None = Field(None, description="Authenticate subscribers with ZeroMQ CURVE")
+    history_maxlen: int = Field(100_000, ge=1, description="Approximate bound of the vigil:alerts stream")
+    snapshots: Literal["redis", "off"] = Field("redis", description="Store the frame with the box drawn")
+    snapshot_ttl_s: int = Field(86_400, ge=1, description="How long snapshots are kept")
+    rules: tuple[AlertRuleConfig, ...] = Field(
+        (AlertRuleConfig(name="gun", labels=("pistol",), min_score=0.6, persistence_k=3, persistence_n=5),),
+        description="Alert rules (default: a pistol seen in 3 of 5 frames at score >= 0.6)",
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_names(cls, rules: tuple[AlertRuleConfig, ...]) -> tuple[AlertRuleConfig, ...]:
+        names = [rule.name for rule in rules]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"rules[{index}].name {name!r} is used twice (event ids would collide)")
+        return rules
+
+
 class VigilConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
+
+    @model_validator(mode="after")
+    def _rule_zones_exist(self) -> VigilConfig:
+        """A rule naming zones that none of its cameras has would never fire: refuse it."""
+        for index, rule in enumerate(self.alerts.rules):
+            cameras = [c for c in self.cameras if not rule.cameras or c.id in rule.cameras]
+            for camera_id in rule.cameras:
+                if camera_id not in {c.id for c in self.cameras}:
+                    raise ValueError(f"alerts.rules[{index}].cameras: no camera {camera_id!r}")
+            for zone in rule.zones:
+                if not any(zone in camera.zones for camera in cameras):
+                    raise ValueError(
+                        f"alerts.rules[{index}].zones: no camera of this rule has a zone {zone!r}"
+                    )
+        return self
 
     @field_validator("cameras")
     @classmethod

@@ -31,3 +31,22 @@ def members_key(group: str) -> str:
 def heartbeat_key(service: str, instance: str) -> str:
     """Expiring key a service refreshes while healthy (``vigil <svc> --check`` reads it)."""
     return f"{PREFIX}:heartbeat:{service}:{instance}"
+
+
+def alert_recorded_key(event_id: str) -> str:
+    """Set (with a TTL) when an event enters ``vigil:alerts``: a replayed event is recorded once."""
+    return f"{PREFIX}:alert:recorded:{event_id}"
+
+
+def alerts_cursor_key(camera: str) -> str:
+    """Last ``vigil:detections`` entry id whose rules were evaluated for ``camera``."""
+    return f"{PREFIX}:alerts:cursor:{camera}"
+
+
+ALERTS_FORWARDED = f"{PREFIX}:alerts:forwarded"
+"""Last ``vigil:alerts`` entry id sent over ZeroMQ."""
+
+
+def snapshot_key(event_id: str) -> str:
+    """JPEG of the frame that raised an event, with the box drawn."""
+    return f"{PREFIX}:snapshot:{event_id}"

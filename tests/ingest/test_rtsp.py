@@ -46,8 +46,10 @@ def test_rtsp_frames_arrive_with_metadata_at_the_target_fps(
     assert (first.camera, first.codec, first.width, first.height) == ("gate", "jpeg", 640, 360)
     assert [f.seq for f in window] == list(range(first.seq, first.seq + len(window)))
     pts_steps = [b.pts_ms - a.pts_ms for a, b in itertools.pairwise(window)]
-    # sampled by stream time: every 5th frame of 25 fps (RTP clock rounding gives a few ms)
-    assert all(190 <= step <= 210 for step in pts_steps), pts_steps
+    # sampled by stream time: every 5th frame of 25 fps. FFmpeg's RTSP timestamps jitter by a few
+    # ms, and by up to ~30 ms on a starved CPU: each step stays within a source frame of 200 ms.
+    assert all(160 <= step <= 240 for step in pts_steps), pts_steps
+    assert sum(pts_steps) / len(pts_steps) == pytest.approx(200, abs=5)
     assert metric(service.metrics, "vigil_ingest_frames_read_total", camera="gate") >= 5 * len(window)
 
 

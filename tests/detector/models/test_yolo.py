@@ -90,6 +90,7 @@ def test_batched_nms_matches_brute_force(seed: int) -> None:
     assert keep.tolist() == expected
 
 
+@pytest.mark.timeout(600)  # ~20 s on an idle 2-core CPU
 def test_training_overfits_a_few_synthetic_images() -> None:
     torch.manual_seed(0)
     images, targets = synthetic_batch(6, 160)

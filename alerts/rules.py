@@ -1,0 +1,277 @@
+"""The rules engine: detections in, ``started``/``ended`` alert events out.
+
+Pure: no Redis, no ZeroMQ, no wall clock. Time is *frame time*, the ``ts_ns`` of each camera's
+messages (never going back: an older stamp keeps the camera's latest), so replaying the same
+detections gives the same events with the same ids. Only :meth:`RuleEngine.sweep` is told the time
+from outside, to close alerts of a camera that has stopped sending.
+
+Per (rule, camera, track)::
+
+    qualifying frame: label in rule.labels, score >= min_score, inside one of the rule's zones
+    k of the camera's last n frames qualify, no open alert ──────────────────▶ started
+        (within cooldown_s of the last started: suppressed, reason "cooldown")
+    open alert, no qualifying frame for end_after_s (lost, or left the zone) ─▶ ended
+
+The k-of-n window counts the frames that reach the engine (every ``Detections`` message of the
+camera, with or without objects), not sequence numbers: frames the detector skipped are no
+evidence either way. Tentative tracks (``track_id is None``) cannot build persistence and are
+ignored. A message whose ``seq`` and ``ts_ns`` are both no newer than the camera's last one is a
+replay or out of order and is ignored whole (counted in ``stale_messages``).
+
+Memory: state exists only for tracks that qualified. :meth:`process` forgets a track once it can no
+longer change an outcome (no open alert, no qualifying frame left in its window, cooldown over,
+all in frame time); :meth:`sweep` forgets the tracks of cameras silent for
+max(end_after_s, cooldown_s).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from alerts.events import alert_event, normalise_box
+from alerts.zones import Box, Zone
+from shared.config import AlertRuleConfig
+from shared.schemas import AlertEvent, Detection, Detections
+
+SuppressReason = Literal["score", "zone", "persistence", "cooldown"]
+OnSuppressed = Callable[[str, str, SuppressReason], None]
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1_000_000_000)
+
+
+@dataclass
+class _Sighting:
+    """A qualifying object and the frame it was seen in."""
+
+    detection: Detection
+    frame_size: tuple[int, int]
+    ts_ns: int
+    seq: int
+
+
+@dataclass
+class _OpenAlert:
+    first_seq: int
+    first_seen_ns: int
+
+
+@dataclass
+class _TrackState:
+    """One (rule, camera, track): its qualifying frames in the window, its alert and its cooldown."""
+
+    last_hit: _Sighting
+    hits: deque[tuple[int, int]] = field(default_factory=deque)  # (frame number, ts_ns), oldest first
+    alert: _OpenAlert | None = None
+    started_ns: int | None = None
+
+
+@dataclass
+class _CameraState:
+    seq: int
+    ts_ns: int
+    frames: int = 0  # messages processed: the clock of the k-of-n windows
+    tracks: dict[tuple[str, int], _TrackState] = field(default_factory=dict)  # (rule, track id) →
+
+
+class RuleEngine:
+    """Evaluates ``rules`` on each camera's detections; ``zones`` is camera id → zone name → Zone.
+
+    ``on_suppressed(rule, label, reason)`` is called at most once per object, rule and frame for
+    objects of a label the rule watches that did not start an alert (and are not part of an open one).
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[AlertRuleConfig],
+        zones: Mapping[str, Mapping[str, Zone]],
+        *,
+        on_suppressed: OnSuppressed | None = None,
+    ) -> None:
+        names = [rule.name for rule in rules]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"alert rule names must be unique: {', '.join(duplicates)}")
+        self._rules = tuple(rules)
+        self._rule_by_name = {rule.name: rule for rule in rules}
+        self._zones = {camera: dict(by_name) for camera, by_name in zones.items()}
+        self._on_suppressed = on_suppressed
+        self._cameras: dict[str, _CameraState] = {}
+        self.stale_messages = 0
+
+    @property
+    def tracked(self) -> int:
+        """How many (rule, camera, track) states are held (for tests and a gauge)."""
+        return sum(len(camera.tracks) for camera in self._cameras.values())
+
+    def zones_for(self, rule: AlertRuleConfig, camera: str) -> tuple[Zone, ...] | None:
+        """The rule's zones on ``camera`` (``()``: the whole frame), or None if the rule skips it."""
+        if rule.cameras and camera not in rule.cameras:
+            return None
+        if not rule.zones:
+            return ()
+        defined = self._zones.get(camera, {})
+        return tuple(defined[name] for name in rule.zones if name in defined) or None
+
+    def process(self, message: Detections) -> list[AlertEvent]:
+        """Evaluate every rule on one frame's detections; the events it causes, in rule order."""
+        camera = self._advance(message)
+        if camera is None:
+            return []
+        events: list[AlertEvent] = []
+        for rule in self._rules:
+            zones = self.zones_for(rule, message.camera)
+            if zones is not None:
+                events.extend(self._evaluate(rule, zones, message, camera))
+        events.extend(self._expire(message.camera, camera))
+        return events
+
+    def sweep(self, now_ns: int) -> list[AlertEvent]:
+        """Close the alerts of cameras silent for end_after_s at ``now_ns`` (a clock comparable to the
+        frames' ``ts_ns``), and forget tracks of cameras silent for max(end_after_s, cooldown_s)."""
+        events: list[AlertEvent] = []
+        for camera_id, camera in self._cameras.items():
+            silent_ns = now_ns - camera.ts_ns
+            for key, track in list(camera.tracks.items()):
+                rule = self._rule_by_name[key[0]]
+                if track.alert is not None and silent_ns >= _ns(rule.end_after_s):
+                    events.append(self._ended(rule, camera_id, track, ts_ns=now_ns, seq=camera.seq))
+                if track.alert is None and silent_ns >= _ns(max(rule.end_after_s, rule.cooldown_s)):
+                    del camera.tracks[key]
+        return events
+
+    def drop_camera(self, camera: str) -> list[AlertEvent]:
+        """Forget ``camera`` (its ownership moved). Returns ``ended`` events for its open alerts, stamped
+        with its last frame; the caller decides whether to publish them."""
+        state = self._cameras.pop(camera, None)
+        if state is None:
+            return []
+        return [
+            self._ended(self._rule_by_name[rule_name], camera, track, ts_ns=state.ts_ns, seq=state.seq)
+            for (rule_name, _), track in state.tracks.items()
+            if track.alert is not None
+        ]
+
+    def _advance(self, message: Detections) -> _CameraState | None:
+        """Move the camera's clock to this message; None if it is a replay or older than the last."""
+        camera = self._cameras.get(message.camera)
+        if camera is None:
+            camera = self._cameras[message.camera] = _CameraState(seq=message.seq, ts_ns=message.ts_ns)
+        elif message.seq <= camera.seq and message.ts_ns <= camera.ts_ns:
+            self.stale_messages += 1
+            return None
+        else:
+            camera.seq = message.seq
+            camera.ts_ns = max(camera.ts_ns, message.ts_ns)
+        camera.frames += 1
+        return camera
+
+    def _evaluate(
+        self, rule: AlertRuleConfig, zones: tuple[Zone, ...], message: Detections, camera: _CameraState
+    ) -> list[AlertEvent]:
+        frame_size = (message.width, message.height)
+        best: dict[int, Detection] = {}
+        for obj in message.objects:
+            if obj.track_id is None or obj.label not in rule.labels:
+                continue
+            if obj.score < rule.min_score:
+                self._suppress(rule, obj, "score")
+            elif not _in_zone(rule, zones, normalise_box(obj.box, *frame_size)):
+                self._suppress(rule, obj, "zone")
+            elif obj.track_id not in best or obj.score > best[obj.track_id].score:
+                best[obj.track_id] = obj  # a tracker gives one object per track; keep the best if not
+        events = []
+        for track_id, obj in best.items():
+            sighting = _Sighting(obj, frame_size, camera.ts_ns, message.seq)
+            event = self._qualified(rule, message.camera, camera, track_id, sighting)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _qualified(
+        self, rule: AlertRuleConfig, camera_id: str, camera: _CameraState, track_id: int, sighting: _Sighting
+    ) -> AlertEvent | None:
+        """Count a qualifying frame for the track; a ``started`` event if that completes k of n."""
+        track = camera.tracks.setdefault((rule.name, track_id), _TrackState(last_hit=sighting))
+        track.last_hit = sighting
+        track.hits.append((camera.frames, sighting.ts_ns))
+        while track.hits[0][0] <= camera.frames - rule.persistence_n:
+            track.hits.popleft()
+        if track.alert is not None:
+            return None
+        if len(track.hits) < rule.persistence_k:
+            self._suppress(rule, sighting.detection, "persistence")
+            return None
+        if track.started_ns is not None and sighting.ts_ns - track.started_ns < _ns(rule.cooldown_s):
+            self._suppress(rule, sighting.detection, "cooldown")
+            return None
+        track.alert = _OpenAlert(first_seq=sighting.seq, first_seen_ns=track.hits[0][1])
+        track.started_ns = sighting.ts_ns
+        return alert_event(
+            "started",
+            rule=rule,
+            camera=camera_id,
+            detection=sighting.detection,
+            frame_size=sighting.frame_size,
+            first_seq=sighting.seq,
+            first_seen_ns=track.alert.first_seen_ns,
+            ts_ns=sighting.ts_ns,
+            seq=sighting.seq,
+        )
+
+    def _expire(self, camera_id: str, camera: _CameraState) -> list[AlertEvent]:
+        """End alerts whose track has not qualified for end_after_s; forget tracks that cannot matter."""
+        events = []
+        for key, track in list(camera.tracks.items()):
+            rule = self._rule_by_name[key[0]]
+            if track.alert is not None:
+                if camera.ts_ns - track.last_hit.ts_ns >= _ns(rule.end_after_s):
+                    events.append(self._ended(rule, camera_id, track, ts_ns=camera.ts_ns, seq=camera.seq))
+            elif _forgettable(rule, camera, track):
+                del camera.tracks[key]
+        return events
+
+    def _ended(
+        self, rule: AlertRuleConfig, camera_id: str, track: _TrackState, *, ts_ns: int, seq: int
+    ) -> AlertEvent:
+        """Close the track's alert: an ``ended`` event with its last qualifying box, paired by id."""
+        alert, last = track.alert, track.last_hit
+        if alert is None:
+            raise ValueError("no open alert to end")
+        track.alert = None
+        return alert_event(
+            "ended",
+            rule=rule,
+            camera=camera_id,
+            detection=last.detection,
+            frame_size=last.frame_size,
+            first_seq=alert.first_seq,
+            first_seen_ns=alert.first_seen_ns,
+            ts_ns=ts_ns,
+            seq=seq,
+        )
+
+    def _suppress(self, rule: AlertRuleConfig, obj: Detection, reason: SuppressReason) -> None:
+        if self._on_suppressed is not None:
+            self._on_suppressed(rule.name, obj.label, reason)
+
+
+def _in_zone(rule: AlertRuleConfig, zones: tuple[Zone, ...], box_norm: Box) -> bool:
+    """Whether the box is in any of the rule's zones (no zones: the whole frame)."""
+    if not rule.zones:
+        return True
+    if rule.zone_mode == "bottom_center":
+        x, y = (box_norm[0] + box_norm[2]) / 2, box_norm[3]
+        return any(zone.contains(x, y) for zone in zones)
+    return any(zone.overlap(box_norm) >= rule.min_overlap for zone in zones)
+
+
+def _forgettable(rule: AlertRuleConfig, camera: _CameraState, track: _TrackState) -> bool:
+    """No open alert, no qualifying frame left in the k-of-n window, and the cooldown is over."""
+    in_window = bool(track.hits) and track.hits[-1][0] > camera.frames - rule.persistence_n
+    cooling = track.started_ns is not None and camera.ts_ns - track.started_ns < _ns(rule.cooldown_s)
+    return track.alert is None and not in_window and not cooling

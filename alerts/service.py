@@ -1,0 +1,260 @@
+"""AlertService: detections → rules → recorded events → ZeroMQ subscribers.
+
+Two jobs, both leased so replicas share them safely:
+
+* **evaluate** (per camera, lease group ``alerts``): rules keep per-track state (k-of-n windows,
+  open alerts, cooldowns), so each camera's detections go to one replica, in order. Every replica
+  reads ``vigil:detections`` and evaluates the entries of the cameras it owns. A camera's progress
+  is saved as ``vigil:alerts:cursor:{camera}``; a new owner (after a crash, a restart or a
+  hand-over) starts ``warmup_s`` before it, so the rule state is rebuilt from the same detections
+  and the deterministic event ids make every re-derived event a duplicate that is not recorded
+  again. None lost, none doubled.
+* **forward** (one replica, lease group ``alerts-forward``): sends ``vigil:alerts`` entries over
+  ZeroMQ in order, saving its position as ``vigil:alerts:forwarded``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import redis
+
+from alerts.history import AlertHistory
+from alerts.metrics import AlertsMetrics
+from alerts.publisher import AlertPublisher
+from alerts.rules import RuleEngine
+from alerts.snapshots import SnapshotStore
+from alerts.zones import zones_by_camera
+from shared import keys
+from shared.config import AlertsConfig, CameraConfig
+from shared.errors import SchemaError, StoreUnavailable
+from shared.leases import LeaseManager
+from shared.metrics import MetricsServer
+from shared.redis import call
+from shared.schemas import AlertEvent, Detections
+from shared.service import Heartbeat, stop_on_signals
+
+log = logging.getLogger(__name__)
+FORWARDER = "publisher"
+READ_COUNT = 500
+
+
+def entry_ms(entry_id: bytes | str) -> int:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(text.split("-", 1)[0])
+
+
+def entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class AlertService:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        cameras: Sequence[CameraConfig],
+        *,
+        client: redis.Redis,
+        metrics: AlertsMetrics | None = None,
+        warmup_s: float = 30.0,
+        forward_grace_s: float = 0.5,
+    ) -> None:
+        self.config = config
+        self.instance = config.instance_id
+        self.metrics = metrics or AlertsMetrics()
+        self.cameras = sorted(camera.id for camera in cameras if camera.enabled)
+        self.engine = RuleEngine(config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress)
+        self._client = client
+        self._warmup_ms = int(warmup_s * 1000)
+        self._forward_grace_s = forward_grace_s
+        self._history = AlertHistory(client, maxlen=config.history_maxlen)
+        self._snapshots = (
+            SnapshotStore(client, ttl_s=config.snapshot_ttl_s) if config.snapshots == "redis" else None
+        )
+        ttl = config.lease_ttl_s
+        self._camera_leases = LeaseManager(client, group="alerts", instance=self.instance, ttl_s=ttl)
+        self._forward_lease = LeaseManager(client, group="alerts-forward", instance=self.instance, ttl_s=ttl)
+        self._heartbeat = Heartbeat(client, service="alerts", instance=self.instance, ttl_s=3 * ttl)
+        self._done_upto: dict[str, tuple[int, int]] = {}
+        """Per owned camera: the last detections entry evaluated."""
+        self._read_from: tuple[int, int] | None = None
+        self._forwarding_since: float | None = None
+        self._unrecorded: list[AlertEvent] = []
+        self._stop = threading.Event()
+        self._redis_ok = False
+        self.publisher: AlertPublisher | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._redis_ok and self.publisher is not None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self.publisher = AlertPublisher(self.config.publish_endpoint, send_hwm=self.config.send_hwm,
+                                        curve=self.config.curve)  # fmt: skip
+        server = None
+        if self.config.metrics_port is not None:
+            server = MetricsServer(self.metrics.registry, host=self.config.metrics_host,
+                                   port=self.config.metrics_port, ready=lambda: self.ready)  # fmt: skip
+        log.info(
+            "alerts %s starting: %d rules, %d cameras",
+            self.instance,
+            len(self.config.rules),
+            len(self.cameras),
+        )
+        next_round = 0.0
+        try:
+            with stop_on_signals(self.stop):
+                while not self._stop.is_set():
+                    if time.monotonic() >= next_round:
+                        self._lease_round()
+                        next_round = time.monotonic() + self._camera_leases.renew_interval_s
+                    try:
+                        self._record_pending()
+                        self._evaluate(block_ms=100)
+                        self._forward()
+                        self._unrecorded += self.engine.sweep(time.time_ns())
+                        self._record_pending()
+                    except StoreUnavailable:
+                        self._redis_ok = False
+                        self._stop.wait(0.5)
+        finally:
+            self._release()
+            self.publisher.close()
+            if server is not None:
+                server.close()
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def _lease_round(self) -> None:
+        try:
+            owned = self._camera_leases.sync(self.cameras)
+            forwarding = self._forward_lease.sync([FORWARDER])
+            self._redis_ok = self._heartbeat.beat()
+            for camera in sorted(owned - set(self._done_upto)):
+                self._take_over(camera)
+        except StoreUnavailable as error:
+            if self._redis_ok:
+                log.warning("lease round failed (%s)", error)
+            self._redis_ok = False
+            return
+        for camera in set(self._done_upto) - owned:
+            log.info("camera %s: alert rules moved to another replica", camera)
+            del self._done_upto[camera]
+            # Open alerts are not ended here: the new owner re-derives them in its warm-up and
+            # ends them when the track does.
+            self.engine.drop_camera(camera)
+        if forwarding and self._forwarding_since is None:
+            self._forwarding_since = time.monotonic()  # let subscribers (re)connect before sending
+        elif not forwarding:
+            self._forwarding_since = None
+        self.metrics.cameras_owned.set(len(owned))
+        self.metrics.forwarding.set(1 if forwarding else 0)
+
+    def _take_over(self, camera: str) -> None:
+        """Start evaluating ``camera`` a warm-up before its saved cursor (or before now)."""
+        saved = call(lambda: self._client.get(keys.alerts_cursor_key(camera)))
+        since_ms = (entry_ms(saved) if saved else int(time.time() * 1000)) - self._warmup_ms
+        start = (since_ms, 0)
+        self._done_upto[camera] = start
+        self._read_from = start if self._read_from is None else min(self._read_from, start)
+        log.info("camera %s: evaluating rules from %d ms", camera, since_ms)
+
+    def _release(self) -> None:
+        try:
+            self._camera_leases.release_all()
+            self._forward_lease.release_all()
+        except StoreUnavailable:
+            log.warning("leases not released (redis unavailable)")
+        self._heartbeat.clear()
+
+    # -- evaluate ------------------------------------------------------------------------------
+
+    def _evaluate(self, *, block_ms: int) -> None:
+        if not self._done_upto or self._read_from is None:
+            self._stop.wait(block_ms / 1000)
+            return
+        start = f"{self._read_from[0]}-{self._read_from[1]}"
+        replies = call(lambda: self._client.xread({keys.DETECTIONS: start}, count=READ_COUNT, block=block_ms))
+        entries = replies[0][1] if replies else []
+        advanced: dict[str, bytes] = {}
+        for entry_id, fields in entries:
+            self._read_from = entry_key(entry_id)
+            self._handle(entry_id, fields, advanced)
+        if advanced:
+
+            def save() -> None:
+                pipe = self._client.pipeline(transaction=False)
+                for camera, entry_id in advanced.items():
+                    pipe.set(keys.alerts_cursor_key(camera), entry_id)
+                pipe.execute()
+
+            call(save)
+
+    def _handle(self, entry_id: bytes, fields: dict, advanced: dict[str, bytes]) -> None:
+        try:
+            message = Detections.decode(fields)
+        except SchemaError as error:
+            self.metrics.malformed.labels(error.reason).inc()
+            log.warning("detections entry %s skipped: %s", entry_id, error)
+            return
+        key = entry_key(entry_id)
+        done = self._done_upto.get(message.camera)
+        if done is None or key <= done:
+            return
+        self._done_upto[message.camera] = key
+        advanced[message.camera] = entry_id
+        self.metrics.detections_consumed.labels(message.camera).inc()
+        self._unrecorded += self.engine.process(message)
+        self._record_pending()
+
+    def _record_pending(self) -> None:
+        """Record the events the rules produced, oldest first. If Redis fails half-way, the rest
+        stay pending (the engine will not produce them again) and go first next time."""
+        while self._unrecorded:
+            self._record(self._unrecorded[0])
+            self._unrecorded.pop(0)
+
+    def _record(self, event: AlertEvent) -> None:
+        if call(lambda: self._client.exists(keys.alert_recorded_key(event.event_id))):
+            self.metrics.duplicates.inc()
+            return
+        if event.kind == "started" and self._snapshots is not None:
+            event = replace(event, snapshot=self._snapshots.save(event))
+        if self._history.record(event) is None:
+            self.metrics.duplicates.inc()
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def _forward(self) -> None:
+        if (
+            self._forwarding_since is None
+            or time.monotonic() - self._forwarding_since < self._forward_grace_s
+        ):
+            return
+        assert self.publisher is not None
+        cursor = call(lambda: self._client.get(keys.ALERTS_FORWARDED)) or b"0-0"
+        entries = self._history.after(cursor, count=READ_COUNT)
+        if not entries:
+            return
+        for _entry_id, fields in entries:
+            try:
+                event = AlertEvent.decode(fields)
+            except SchemaError as error:
+                self.metrics.malformed.labels(error.reason).inc()
+                continue
+            if self.publisher.send(event):
+                self.metrics.published.labels(event.rule, event.label, event.kind).inc()
+                if event.kind == "started":  # capture of the frame that fired → on the wire
+                    self.metrics.latency_seconds.observe(max(0.0, (time.time_ns() - event.ts_ns) / 1e9))
+            else:
+                self.metrics.send_errors.inc()
+        call(lambda: self._client.set(keys.ALERTS_FORWARDED, entries[-1][0]))
