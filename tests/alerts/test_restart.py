@@ -3,7 +3,6 @@ once, none lost, none doubled."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -47,7 +46,7 @@ def expected_ids(messages: list) -> set[str]:
 
 def start(config: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "shared.cli", "alerts", "-c", str(config)]
-    return subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_kill_and_restart_mid_stream(redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> None:
