@@ -1,0 +1,248 @@
+"""Throughput and latency of the whole detector service against a bare ``predict`` loop.
+
+1. **bare**: the frames, already decoded to tensors, through ``model.predict`` in batches of
+   ``--batch``, for ``--seconds``: the model's own frames per second.
+2. **service**: a real :class:`detector.service.DetectorService` (leases, XREAD, dynamic batching,
+   JPEG decoding, tracking, XADD of Detections) on ``--cameras`` streams that a feeder *process*
+   keeps full: frames per second processed, Redis in, Redis out. Same model, batch and input size.
+   The ratio service / bare is the goal (>= 0.95).
+3. **overload**: the feeder publishes at twice the measured service capacity (spread over the
+   cameras, each frame with a fresh capture time) for ``--overload-seconds``; the queue lag of
+   every processed frame (capture → inference start, from the Detections entries) is reported
+   as p50 / p99 per window of 5 s. Real time first means it stays bounded.
+
+Frames are JPEGs of ``vtest.avi`` (real CCTV) resized to 640x480, as ingest publishes them. The
+model is the shipped checkpoint when there is one (``--weights``), else an untrained
+``yolo_lite0`` at ``--input-size`` (same cost). Redis: a private embedded server.
+
+    .venv/bin/python bench/pipeline.py              # about 2.5 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from detector.models.registry import Checkpoint, build_model
+from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
+from detector.service import DetectorService
+from shared import keys
+from shared.config import DetectorConfig, RedisConfig
+from shared.redis import EmbeddedRedis, connect
+from shared.schemas import Detections, Frame
+
+VTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "vtest.avi"
+
+
+def load_jpegs(count: int) -> list[bytes]:
+    capture = cv2.VideoCapture(str(VTEST))
+    jpegs = []
+    while len(jpegs) < count:
+        ok, image = capture.read()
+        if not ok:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        image = cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA)
+        jpegs.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+    return jpegs
+
+
+def weights_file(args: argparse.Namespace, folder: Path) -> Path:
+    if args.weights:
+        return Path(args.weights)
+    if DEFAULT_WEIGHTS.exists():
+        return DEFAULT_WEIGHTS
+    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=args.input_size)
+    return Checkpoint(
+        arch=arch,
+        class_names=("pistol",),
+        input_size=args.input_size,
+        builder=builder,
+        state_dict=model.state_dict(),
+    ).save(folder / "untrained.pt")
+
+
+def bare_fps(runner: DetectorRunner, jpegs: list[bytes], batch: int, seconds: float) -> float:
+    images = [runner.decode(Frame("b", i, 0, 0, 640, 480, "jpeg", data)) for i, data in enumerate(jpegs)]
+    tensors = [item.image for item in images]
+    with torch.inference_mode():
+        runner.model.predict(tensors[:batch])  # warm-up
+        frames, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            start = (frames % (len(tensors) - batch)) if len(tensors) > batch else 0
+            runner.model.predict(tensors[start : start + batch])
+            frames += batch
+    return frames / (time.perf_counter() - started)
+
+
+def feed(url: str, cameras: int, jpegs: list[bytes], fps_per_camera: float | None, stop_at: float) -> None:
+    """Feeder process: fresh frames for every camera, paced or as fast as Redis takes them."""
+    client = connect(RedisConfig(url=url))
+    seq = 0
+    next_at = time.monotonic()
+    while time.monotonic() < stop_at:
+        pipe = client.pipeline(transaction=False)
+        for camera in range(cameras):
+            frame = Frame(
+                f"cam-{camera}", seq, time.time_ns(), seq * 200, 640, 480, "jpeg", jpegs[seq % len(jpegs)]
+            )
+            pipe.xadd(keys.frames_stream(frame.camera), frame.encode(), maxlen=50, approximate=True)
+        pipe.execute()
+        seq += 1
+        if fps_per_camera:
+            next_at += 1 / fps_per_camera
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        else:
+            time.sleep(0.002)
+
+
+def run_service(
+    url: str,
+    runner: DetectorRunner,
+    args: argparse.Namespace,
+    *,
+    seconds: float,
+    fps_per_camera: float | None,
+    jpegs: list[bytes],
+) -> tuple[float, list[Detections]]:
+    client = connect(RedisConfig(url=url))
+    client.flushdb()
+    cameras = [f"cam-{i}" for i in range(args.cameras)]
+    config = DetectorConfig(
+        instance="bench",
+        metrics_port=None,
+        max_batch=args.batch,
+        max_wait_ms=args.max_wait_ms,
+        lease_ttl_s=5.0,
+        max_frame_age_s=2.0,
+    )
+    service = DetectorService(config, cameras, client=client, runner=runner)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    warmup_s = 3.0
+    stop_at = time.monotonic() + warmup_s + seconds
+    feeder = multiprocessing.get_context("spawn").Process(
+        target=feed, args=(url, args.cameras, jpegs, fps_per_camera, stop_at), daemon=True
+    )
+    feeder.start()
+    time.sleep(warmup_s)
+    start_count, started = service.processed, time.perf_counter()
+    start_id = client.xrevrange(keys.DETECTIONS, count=1)
+    time.sleep(seconds)
+    fps = (service.processed - start_count) / (time.perf_counter() - started)
+    service.stop()
+    thread.join(timeout=30)
+    feeder.join(timeout=10)
+    after = start_id[0][0] if start_id else "-"
+    entries = client.xrange(keys.DETECTIONS, min=f"({after.decode()}" if start_id else "-")
+    return fps, [Detections.decode(fields) for _id, fields in entries]
+
+
+def lag_windows(messages: list[Detections], window_s: float = 5.0) -> list[dict[str, float]]:
+    if not messages:
+        return []
+    first = messages[0].ts_ns
+    windows: dict[int, list[float]] = {}
+    for message in messages:
+        windows.setdefault(int((message.ts_ns - first) / 1e9 // window_s), []).append(
+            message.timings_ms["queue_wait"]
+        )
+    rows = []
+    for index in sorted(windows):
+        lags = sorted(windows[index])
+        rows.append(
+            {
+                "t_s": index * window_s,
+                "frames": len(lags),
+                "p50_ms": lags[len(lags) // 2],
+                "p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--weights", help="checkpoint (default: the shipped one, else an untrained yolo_lite0)"
+    )
+    parser.add_argument("--input-size", type=int, default=384)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--max-wait-ms", type=float, default=50)
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--overload-seconds", type=float, default=40)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+
+    jpegs = load_jpegs(64)
+    with tempfile.TemporaryDirectory() as folder, EmbeddedRedis() as redis_server:
+        runner = DetectorRunner(weights_file(args, Path(folder)), score_thresh=0.25)
+        print(
+            f"model {runner.name}, input {runner.input_size}, batch {args.batch}, {torch.get_num_threads()} "
+            f"torch threads, {args.cameras} cameras, frames 640x480 JPEG"
+        )
+        bare = bare_fps(runner, jpegs, args.batch, args.seconds)
+        service, _ = run_service(
+            redis_server.url, runner, args, seconds=args.seconds, fps_per_camera=None, jpegs=jpegs
+        )
+        bare_again = bare_fps(runner, jpegs, args.batch, args.seconds / 2)
+        bare_mean = (bare + bare_again) / 2
+        print(f"bare predict loop : {bare:7.1f} and {bare_again:7.1f} frames/s (before and after)")
+        print(f"detector service  : {service:7.1f} frames/s   ratio {service / bare_mean:.3f} (goal >= 0.95)")
+        overload_fps = 2 * service / args.cameras
+        print(
+            f"\noverload: {args.cameras} cameras x {overload_fps:.2f} fps = {2 * service:.1f} frames/s "
+            f"offered (2x capacity) for {args.overload_seconds:.0f} s"
+        )
+        processed, messages = run_service(
+            redis_server.url,
+            runner,
+            args,
+            seconds=args.overload_seconds,
+            fps_per_camera=overload_fps,
+            jpegs=jpegs,
+        )
+        rows = lag_windows(messages)
+        print(f"processed {processed:.1f} frames/s; queue lag (capture -> inference start) per 5 s window:")
+        for row in rows:
+            print(
+                f"  t={row['t_s']:5.0f}s  frames {row['frames']:4d}  p50 {row['p50_ms']:7.1f} ms  "
+                f"p99 {row['p99_ms']:7.1f} ms"
+            )
+        all_lags = sorted(m.timings_ms["queue_wait"] for m in messages)
+        if all_lags:
+            print(
+                f"overall p50 {statistics.median(all_lags):.1f} ms, "
+                f"p99 {all_lags[int(len(all_lags) * 0.99)]:.1f} ms"
+            )
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "bare_fps": [bare, bare_again],
+                        "service_fps": service,
+                        "ratio": service / bare_mean,
+                        "overload": rows,
+                    },
+                    indent=2,
+                )
+            )
+
+
+if __name__ == "__main__":
+    main()
