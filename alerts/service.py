@@ -33,7 +33,7 @@ from shared import keys
 from shared.config import AlertsConfig, CameraConfig
 from shared.errors import SchemaError, StoreUnavailable
 from shared.leases import LeaseManager
-from shared.metrics import MetricsServer
+from shared.metrics import serve_metrics
 from shared.redis import call
 from shared.schemas import AlertEvent, Detections
 from shared.service import Heartbeat, stop_on_signals
@@ -100,10 +100,7 @@ class AlertService:
     def run(self) -> None:
         self.publisher = AlertPublisher(self.config.publish_endpoint, send_hwm=self.config.send_hwm,
                                         curve=self.config.curve)  # fmt: skip
-        server = None
-        if self.config.metrics_port is not None:
-            server = MetricsServer(self.metrics.registry, host=self.config.metrics_host,
-                                   port=self.config.metrics_port, ready=lambda: self.ready)  # fmt: skip
+        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
         log.info(
             "alerts %s starting: %d rules, %d cameras",
             self.instance,

@@ -25,7 +25,7 @@ from shared import keys
 from shared.config import DetectorConfig
 from shared.errors import DecodeError, SchemaError, StoreUnavailable
 from shared.leases import LeaseManager
-from shared.metrics import MetricsServer
+from shared.metrics import serve_metrics
 from shared.redis import call
 from shared.schemas import Detections, Frame
 from shared.service import Heartbeat, stop_on_signals
@@ -123,10 +123,7 @@ class DetectorService:
         self._stop.set()
 
     def run(self) -> None:
-        server = None
-        if self.config.metrics_port is not None:
-            server = MetricsServer(self.metrics.registry, host=self.config.metrics_host,
-                                   port=self.config.metrics_port, ready=lambda: self.ready)  # fmt: skip
+        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
         inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         inference.start()
         log.info("detector %s starting: %s, %d cameras", self.instance, self.runner.name, len(self.cameras))

@@ -15,7 +15,7 @@ from shared.backoff import Backoff
 from shared.config import CameraConfig, IngestConfig
 from shared.errors import StoreUnavailable
 from shared.leases import LeaseManager
-from shared.metrics import MetricsServer
+from shared.metrics import serve_metrics
 from shared.service import Heartbeat, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,7 @@ class IngestService:
         self._stop.set()
 
     def run(self) -> None:
-        server = None
-        if self.config.metrics_port is not None:
-            server = MetricsServer(
-                self.metrics.registry,
-                host=self.config.metrics_host,
-                port=self.config.metrics_port,
-                ready=lambda: self.ready,
-            )
+        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
         log.info("ingest %s starting with %d enabled cameras", self.instance, len(self.cameras))
         try:
             with stop_on_signals(self.stop):

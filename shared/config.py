@@ -110,7 +110,7 @@ class CameraConfig(_Section):
         return self
 
 
-class _ServiceSection(_Section):
+class ServiceConfig(_Section):
     """What every replicated service has: an identity, a metrics endpoint, camera leases."""
 
     instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
@@ -127,7 +127,7 @@ class _ServiceSection(_Section):
         return self.instance or f"{socket.gethostname()}:{os.getpid()}"
 
 
-class IngestConfig(_ServiceSection):
+class IngestConfig(ServiceConfig):
     stream_maxlen: int = Field(100, ge=1, le=1_000_000, description="Approximate bound of each frame stream")
     open_timeout_s: float = Field(10.0, gt=0, le=300, description="FFmpeg open timeout")
     read_timeout_s: float = Field(5.0, gt=0, le=300, description="FFmpeg read timeout")
@@ -164,7 +164,7 @@ class TrackerConfig(_Section):
         return self
 
 
-class DetectorConfig(_ServiceSection):
+class DetectorConfig(ServiceConfig):
     metrics_port: int | None = Field(
         9102, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )
@@ -214,7 +214,7 @@ class CurveConfig(_Section):
     authorized_keys_dir: str = Field(description="Folder of the public key files of allowed subscribers")
 
 
-class AlertsConfig(_ServiceSection):
+class AlertsConfig(ServiceConfig):
     metrics_port: int | None = Field(
         9103, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )

@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from shared.config import ServiceConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -65,3 +67,12 @@ def _make_handler(registry: CollectorRegistry, ready: Callable[[], bool]) -> typ
             pass  # scrapes every few seconds would flood the log
 
     return Handler
+
+
+def serve_metrics(
+    config: ServiceConfig, registry: CollectorRegistry, *, ready: Callable[[], bool]
+) -> MetricsServer | None:
+    """The endpoint a service's config section asks for; None when ``metrics_port`` is None."""
+    if config.metrics_port is None:
+        return None
+    return MetricsServer(registry, host=config.metrics_host, port=config.metrics_port, ready=ready)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import redis
 
-from alerts.service import AlertService
 from shared import keys
 from shared.config import AlertRuleConfig, AlertsConfig, CameraConfig
 from shared.redis import free_port
@@ -50,15 +46,3 @@ def message(camera: str, seq: int, *objects: tuple[int, float], ts_ns: int | Non
 
 def push(client: redis.Redis, detections: Detections) -> None:
     client.xadd(keys.DETECTIONS, detections.encode())
-
-
-@contextmanager
-def running(service: AlertService) -> Iterator[AlertService]:
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(timeout=20)
-        assert not thread.is_alive()

@@ -16,8 +16,8 @@ from shared import keys
 from shared.config import CurveConfig, RedisConfig
 from shared.redis import EmbeddedRedis, connect
 from shared.schemas import AlertEvent
-from tests.alerts.conftest import alerts_config, cameras, endpoint, message, push, running
-from tests.ingest.conftest import wait_for
+from tests.alerts.conftest import alerts_config, cameras, endpoint, message, push
+from tests.support.services import running, wait_for
 
 
 def collect(subscriber: AlertSubscriber, count: int, timeout_s: float = 10) -> list[AlertEvent]:

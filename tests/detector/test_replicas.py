@@ -17,7 +17,7 @@ import yaml
 from shared import keys
 from shared.schemas import Detections
 from tests.detector.conftest import jpeg_frame, push
-from tests.ingest.conftest import wait_for
+from tests.support.services import wait_for
 
 CAMERAS = ["cam-1", "cam-2", "cam-3", "cam-4"]
 TTL_S = 2.0

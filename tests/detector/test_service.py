@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from shared.config import DetectorConfig, RedisConfig
 from shared.redis import EmbeddedRedis, connect
 from shared.schemas import Detections
 from tests.detector.conftest import jpeg_frame, push
-from tests.ingest.conftest import wait_for
+from tests.support.services import running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +29,6 @@ def detector_config(**overrides: object) -> DetectorConfig:
                                    "max_batch": 4, "max_wait_ms": 20}  # fmt: skip
     settings.update(overrides)
     return DetectorConfig(**settings)  # type: ignore[arg-type]
-
-
-@contextmanager
-def running(service: DetectorService) -> Iterator[DetectorService]:
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def detections(client: redis.Redis) -> list[Detections]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,18 +36,6 @@ def ingest_config(**overrides: object) -> IngestConfig:
     return IngestConfig(**settings)  # type: ignore[arg-type]
 
 
-@contextmanager
-def running(service: IngestService) -> Iterator[IngestService]:
-    thread = threading.Thread(target=service.run, name="ingest-under-test", daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "ingest did not stop"
-
-
 def run_burst(client: redis.Redis, cameras: list[CameraConfig], **kwargs: object) -> IngestService:
     """Run until every camera finished (or max_frames), in this thread."""
     max_frames = kwargs.pop("max_frames", None)
@@ -69,15 +53,6 @@ def frames(client: redis.Redis, camera: str) -> list[Frame]:
 def metric(metrics: IngestMetrics, name: str, **labels: str) -> float:
     value = metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 @pytest.fixture(scope="session")

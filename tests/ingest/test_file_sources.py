@@ -13,7 +13,8 @@ import redis
 from ingest.service import IngestService
 from shared.config import CameraConfig
 from shared.registry import read_statuses
-from tests.ingest.conftest import PEOPLE, VTEST, frames, ingest_config, metric, run_burst, running, wait_for
+from tests.ingest.conftest import PEOPLE, VTEST, frames, ingest_config, metric, run_burst
+from tests.support.services import running, wait_for
 
 
 def test_real_cctv_clip_metadata_and_sampling(redis_client: redis.Redis) -> None:

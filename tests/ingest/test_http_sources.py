@@ -18,8 +18,9 @@ import redis
 
 from ingest.service import IngestService
 from shared.config import CameraConfig
-from tests.ingest.conftest import frames, ingest_config, metric, running, wait_for
+from tests.ingest.conftest import frames, ingest_config, metric
 from tests.support.media import FFMPEG
+from tests.support.services import running, wait_for
 
 pytestmark = pytest.mark.slow
 BOUNDARY = b"vigilframe"

@@ -15,7 +15,8 @@ from shared.config import CameraConfig, RedisConfig
 from shared.logs import register_url_secrets
 from shared.redis import EmbeddedRedis, connect
 from shared.registry import read_statuses
-from tests.ingest.conftest import VTEST, frames, ingest_config, metric, running, wait_for
+from tests.ingest.conftest import VTEST, frames, ingest_config, metric
+from tests.support.services import running, wait_for
 
 
 def test_redis_restart_is_survived_and_drops_are_counted(private_redis: EmbeddedRedis) -> None:

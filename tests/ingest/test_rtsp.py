@@ -16,8 +16,9 @@ from shared import keys
 from shared.config import CameraConfig
 from shared.logs import register_url_secrets
 from shared.registry import read_statuses
-from tests.ingest.conftest import frames, ingest_config, metric, running, wait_for
+from tests.ingest.conftest import frames, ingest_config, metric
 from tests.support.media import RtspServer
+from tests.support.services import running, wait_for
 
 pytestmark = pytest.mark.slow
 

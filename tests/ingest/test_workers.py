@@ -16,7 +16,8 @@ import yaml
 
 from shared import keys
 from shared.schemas import Frame
-from tests.ingest.conftest import VTEST, wait_for
+from tests.ingest.conftest import VTEST
+from tests.support.services import wait_for
 
 CAMERAS = ["cam-1", "cam-2", "cam-3", "cam-4"]
 TTL_S = 2.0
