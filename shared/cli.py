@@ -18,6 +18,7 @@ from shared import __version__, keys
 from shared.config import VigilConfig, load_config
 from shared.errors import ConfigError, StoreUnavailable
 from shared.logs import register_url_secrets, setup_logging
+from shared.runtime import tune_for_torch
 from shared.schemas import AlertEvent
 
 
@@ -373,8 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None and args.command in TORCH_COMMANDS:
+        tune_for_torch(["-m", "shared.cli", *sys.argv[1:]])
     try:
         return args.handler(args)
     except ConfigError as error:
