@@ -3,8 +3,9 @@
 Two threads: the *reader* renews leases, reads the owned frame streams, keeps the newest frame
 per camera in the :class:`DynamicBatcher`, and decodes a batch as soon as the model is free; the
 *inference* thread runs the model, the per-camera tracker, and publishes one Detections entry per
-frame to ``vigil:detections``. Decoding the next batch overlaps with inference of the current one,
-and frames that arrive while the model is busy replace older ones instead of queueing.
+frame to ``vigil:detections``. Under load a full batch is decoded while the model works on the
+previous one (double buffering); frames that arrive while the model is busy replace older ones
+instead of queueing.
 """
 
 from __future__ import annotations
@@ -108,8 +109,7 @@ class DetectorService:
         )
         self.tracker = MultiCameraTracker(config.tracker)
         self._handoff: queue.Queue[list[DecodedFrame] | None] = queue.Queue(maxsize=1)
-        self._model_idle = threading.Event()
-        self._model_idle.set()
+        self._model_busy = threading.Event()
         self._stop = threading.Event()
         self._redis_ok = False
         self.processed = 0
@@ -158,7 +158,7 @@ class DetectorService:
     def _block_ms(self, next_lease_round: float) -> int:
         now = time.monotonic()
         wait = self._batcher.wait_s(now)
-        if wait is not None and wait <= 0 and not self._model_idle.is_set():
+        if wait is not None and wait <= 0 and not self._can_dispatch():
             wait = 0.005  # a batch is due but the model is busy: keep reading the newest frames
         limit = max(0.0, next_lease_round - now)
         return int(1000 * min(limit, 0.5 if wait is None else wait))
@@ -175,12 +175,18 @@ class DetectorService:
             return
         self._batcher.add(frame, now=time.monotonic(), now_ns=time.time_ns())
 
+    def _can_dispatch(self) -> bool:
+        """The model is free, or it is busy and a *full* batch can be decoded ahead of it (so under
+        load the model never waits for decoding, while a partial batch keeps taking newer frames)."""
+        if self._handoff.full():
+            return False
+        return not self._model_busy.is_set() or len(self._batcher) >= self._batcher.max_batch
+
     def _dispatch(self) -> None:
-        if not self._model_idle.is_set() or not self._batcher.ready(time.monotonic()):
+        if not self._batcher.ready(time.monotonic()) or not self._can_dispatch():
             return
         decoded = [item for item in map(self._decode, self._batcher.take(now_ns=time.time_ns())) if item]
         if decoded:
-            self._model_idle.clear()
             self._handoff.put(decoded)
 
     def _decode(self, pending: Pending) -> DecodedFrame | None:
@@ -227,10 +233,11 @@ class DetectorService:
 
     def _inference_loop(self) -> None:
         while (batch := self._handoff.get()) is not None:
+            self._model_busy.set()
             try:
                 self._process(batch)
             finally:
-                self._model_idle.set()
+                self._model_busy.clear()
             if self._max_frames is not None and self.processed >= self._max_frames:
                 self.stop()
 
