@@ -159,6 +159,25 @@ class Trainer:
         log.info("resumed from %s at epoch %d", self.state_path, self.epoch)
         return True
 
+    def warm_start(self, checkpoint: str | Path) -> None:
+        """Continue a run from a deployable checkpoint when its ``state.pt`` is gone (another
+        machine or session): model and EMA weights, epoch count, best mAP and training time
+        from the checkpoint, history from ``out_dir/metrics.jsonl`` when present. The optimizer's
+        moments start afresh (they re-form within the warm-up)."""
+        saved = Checkpoint.load(checkpoint)
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in saved.state_dict.items()}
+        self.model.load_state_dict(weights)
+        self.ema.model.load_state_dict(weights)
+        self.epoch = int(saved.training["epochs"])
+        self.ema.updates = self.epoch * len(self.loader)
+        self.best_map = float(saved.training.get("val", {}).get("map50_95", -1.0))
+        self.train_seconds = float(saved.training.get("train_seconds", 0.0))
+        metrics = self.out / "metrics.jsonl"
+        if metrics.exists():
+            self.history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.history = [row for row in self.history if row["epoch"] <= self.epoch]
+        log.info("warm start from %s at epoch %d", checkpoint, self.epoch)
+
     def _save_state(self) -> None:
         state = {
             "model": self.model.state_dict(),

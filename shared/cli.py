@@ -180,8 +180,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cache_dir=args.cache, device=args.device, max_train_batches=args.max_batches,
     )  # fmt: skip
     trainer = Trainer(config)
-    if args.resume:
-        trainer.resume()
+    if args.resume and not trainer.resume() and args.init:
+        trainer.warm_start(args.init)
     best = trainer.fit()
     print(f"best checkpoint: {best}")
     return 0
@@ -339,7 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=2, help="data loading processes")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     train.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics, curves)")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (else from --init)")
+    train.add_argument(
+        "--init", help="with --resume and no state.pt: continue from this checkpoint's weights"
+    )
     train.add_argument("--cache", default="runs/cache", help="folder for the pre-resized images")
     train.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
     train.set_defaults(handler=cmd_train)

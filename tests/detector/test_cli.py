@@ -64,8 +64,10 @@ def test_train_resume_eval_predict_export(
     ]
     assert main([*common, "--epochs", "1"]) == 0
     assert main([*common, "--epochs", "2", "--resume"]) == 0
+    (out / "state.pt").unlink()  # another machine: only the checkpoint and the metrics travel
+    assert main([*common, "--epochs", "3", "--resume", "--init", str(out / "last.pt")]) == 0
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [1, 2], "the second run resumed at epoch 2"
+    assert [row["epoch"] for row in rows] == [1, 2, 3], "resumed at epoch 2, then warm-started at 3"
     assert (out / "curves.png").stat().st_size > 0 and (out / "best.pt").exists()
 
     capsys.readouterr()
