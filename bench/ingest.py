@@ -64,8 +64,8 @@ from typing import Any, Protocol
 import cv2
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("VIGIL_DATA") or REPO_ROOT.parent / "shared" / "data")
-SOURCE_CLIP = DATA_DIR / "videos" / "vtest.avi"  # $VIGIL_DATA, as in tests/support/data.py
+DATA_DIR = Path(os.environ.get("VIGIL_TEST_DATA") or REPO_ROOT.parent / "shared" / "data")
+SOURCE_CLIP = DATA_DIR / "videos" / "vtest.avi"  # $VIGIL_TEST_DATA, as in tests/support/data.py
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vigil" / "bench"
 CLIP_NAME = "vtest-720p25-2mbit.mp4"
 CLIP_FPS = 25.0

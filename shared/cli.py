@@ -380,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export"}
 
 
+def _model_error(error: Exception) -> bool:
+    """A checkpoint that will not load (corrupt, foreign, mismatched): reported, not a traceback."""
+    return type(error).__name__ in {"CheckpointError", "BackboneWeightsError"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None and args.command in TORCH_COMMANDS:
@@ -392,6 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as error:
         print(f"vigil: {error}", file=sys.stderr)
         return 3
+    except FileNotFoundError as error:
+        print(f"vigil: file not found: {error.filename}", file=sys.stderr)
+        return 2
+    except ValueError as error:
+        if not _model_error(error):
+            raise
+        print(f"vigil: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

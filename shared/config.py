@@ -26,8 +26,9 @@ from shared.logs import redact
 from shared.schemas import CAMERA_ID
 
 ENV_PREFIX = "VIGIL_"
-ENV_NOT_CONFIG = {"VIGIL_CONFIG"}
-"""``VIGIL_*`` variables that are not field overrides (``VIGIL_TEST_*`` are also left alone)."""
+ENV_NOT_CONFIG = {"VIGIL_CONFIG", "VIGIL_ALLOCATOR", "VIGIL_RUNTIME_TUNED"}
+"""``VIGIL_*`` variables that are not field overrides: the config file, the process settings of
+``shared/runtime.py`` (``VIGIL_TEST_*`` are also left alone)."""
 
 
 class _Section(BaseModel):

@@ -125,3 +125,14 @@ def test_models_table(capsys: pytest.CaptureFixture) -> None:
     assert main(["models"]) == 0
     table = capsys.readouterr().out
     assert "efficientnet_b7" in table and "2.0  3.1   600" in table and "frcnn_lite0" in table
+
+
+def test_a_corrupt_or_missing_checkpoint_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(["predict", str(tmp_path), "--weights", str(corrupt), "--out", str(tmp_path / "o")]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--weights", str(tmp_path / "missing.pt"), "--data", "x.yaml"]) == 2
+    assert "file not found" in capsys.readouterr().err

@@ -49,6 +49,8 @@ def test_env_overrides_resolve_field_paths(tmp_path: Path) -> None:
             "VIGIL_INGEST_METRICS_PORT": "9200",
             "VIGIL_LOGGING_FORMAT": "json",
             "VIGIL_TEST_ANYTHING": "ignored by design",
+            "VIGIL_ALLOCATOR": "glibc",  # process settings, not configuration
+            "VIGIL_RUNTIME_TUNED": "1",
         },
     )
     assert config.redis.url == "rediss://:pw@redis.example:6380/1"

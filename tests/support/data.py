@@ -1,4 +1,4 @@
-"""Where the shared data set lives: ``$VIGIL_DATA``, else ``../shared/data`` beside the checkout."""
+"""Where the shared data set lives: ``$VIGIL_TEST_DATA``, else ``../shared/data`` beside the checkout."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
-    candidates = [Path(os.environ["VIGIL_DATA"])] if os.environ.get("VIGIL_DATA") else []
+    candidates = [Path(os.environ["VIGIL_TEST_DATA"])] if os.environ.get("VIGIL_TEST_DATA") else []
     candidates += [REPO.parent / "shared" / "data", Path("/work/shared/data")]
     for candidate in candidates:
         if (candidate / "videos").is_dir():
             return candidate
-    raise FileNotFoundError(
-        "the shared data set was not found; set VIGIL_DATA (tried: " + ", ".join(map(str, candidates)) + ")"
-    )
+    tried = ", ".join(map(str, candidates))
+    raise FileNotFoundError(f"the shared data set was not found; set VIGIL_TEST_DATA (tried: {tried})")
