@@ -167,7 +167,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from shared.demo import run_demo
 
     setup_logging("WARNING")
-    return run_demo(seconds=args.seconds, cameras=args.cameras, sample=args.sample, as_json=args.json)
+    return run_demo(
+        sample=args.sample, cameras=args.cameras, as_json=args.json, video=args.video, weights=args.weights
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -318,14 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     cameras.set_defaults(handler=cmd_cameras)
 
     demo = commands.add_parser(
-        "demo", help="Run the pipeline on the bundled sample clip and show what arrives.",
-        description="Ingest the bundled sample into Redis ($VIGIL_REDIS_URL if it answers, else an "
-        "embedded one) and show a live view of the frames that arrive.",
-    )  # fmt: skip
-    demo.add_argument("--seconds", type=float, default=20.0, help="how long to run (default 20)")
-    demo.add_argument("--cameras", type=int, default=2, help="how many simulated cameras play the clip")
-    demo.add_argument("--sample", help="video file to play (default: samples/pistols.mp4)")
-    demo.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+        "demo",
+        help="Run ingest, detect and alerts on the bundled sample clip and print the alerts.",
+        description="Run the whole pipeline on the bundled sample (samples/pistols.mp4) in one process, with "
+        "$VIGIL_REDIS_URL if it answers, else an embedded Redis; print alerts as they happen and a summary.",
+    )
+    demo.add_argument("--sample", help="video file to play instead (e.g. ../shared/data/videos/vtest.avi)")
+    demo.add_argument("--cameras", type=int, default=1, help="how many simulated cameras play the clip")
+    demo.add_argument("--weights", help="detector checkpoint (default: the shipped pistol detector)")
+    demo.add_argument("--video", help="also write the first camera's frames, annotated, to this .mp4")
+    demo.add_argument("--json", action="store_true", help="alerts as JSON lines")
     demo.set_defaults(handler=cmd_demo)
 
     train = commands.add_parser("train", help="Train a detector on a YOLO-format data set.")
@@ -377,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export"}
+TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo"}
 
 
 def _model_error(error: Exception) -> bool:

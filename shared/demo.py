@@ -1,29 +1,32 @@
-"""``vigil demo``: the pipeline on the bundled sample, with a live view of what reaches Redis.
+"""``vigil demo``: the whole pipeline (ingest → detect → alerts) on the bundled sample clip.
 
-Like ``shared/cli.py`` this is a composition root: it may import the services. It uses the Redis
-named by ``VIGIL_REDIS_URL`` when that answers, else an embedded one that it removes at exit.
+Like ``shared/cli.py`` this is a composition root: it may import the services. It runs the three
+services on threads of one process, uses the Redis named by ``VIGIL_REDIS_URL`` when that answers
+(else an embedded one it removes at exit), prints alerts as a subscriber receives them, and ends
+with a summary (and, with ``--video``, the clip annotated with the detections).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from shared import keys
-from shared.config import CameraConfig, IngestConfig, RedisConfig
-from shared.redis import EmbeddedRedis, answers, connect
-from shared.schemas import Frame
+from shared.config import AlertsConfig, CameraConfig, DetectorConfig, IngestConfig, RedisConfig
+from shared.redis import EmbeddedRedis, answers, connect, free_port
+from shared.schemas import AlertEvent, Detections, Frame
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "pistols.mp4"
+QUIET_S = 4.0
+"""The run ends when ingest has finished and nothing new was detected for this long."""
 
 
 @contextlib.contextmanager
@@ -34,125 +37,169 @@ def demo_redis() -> Iterator[str]:
         yield url
         return
     if url:
-        print(
-            "vigil demo: VIGIL_REDIS_URL does not answer; starting an embedded Redis",
-            file=sys.stderr,
-        )
+        print("vigil demo: VIGIL_REDIS_URL does not answer; starting an embedded Redis", file=sys.stderr)
     with EmbeddedRedis() as embedded:
         yield embedded.url
 
 
 @dataclass
-class CameraView:
-    """What has arrived in Redis for one camera, as the live view shows it."""
+class Summary:
+    started: float = field(default_factory=time.monotonic)
+    alerts: list[tuple[AlertEvent, float]] = field(default_factory=list)
+    """Each event with the seconds from its frame's capture to its arrival here."""
 
-    frames: int = 0
-    bytes: int = 0
-    last_seq: int = -1
-    size: str = "-"
-    lag_ms: list[float] = field(default_factory=list)
-    first_at: float = 0.0
-    last_at: float = 0.0
-
-    def add(self, frame: Frame, now: float) -> None:
-        self.first_at = self.first_at or now
-        self.last_at = now
-        self.frames += 1
-        self.bytes += len(frame.data)
-        self.last_seq = frame.seq
-        self.size = f"{frame.width}x{frame.height}"
-        self.lag_ms.append((time.time_ns() - frame.ts_ns) / 1e6)
-
-    @property
-    def fps(self) -> float:
-        span = self.last_at - self.first_at
-        return (self.frames - 1) / span if self.frames > 1 and span > 0 else 0.0
-
-    def row(self, camera: str) -> dict[str, object]:
-        lags = sorted(self.lag_ms)
-        return {
-            "camera": camera,
-            "frames": self.frames,
-            "fps": round(self.fps, 2),
-            "seq": self.last_seq,
-            "size": self.size,
-            "kb_per_frame": round(self.bytes / self.frames / 1024, 1) if self.frames else 0,
-            "lag_ms_p50": round(lags[len(lags) // 2], 1) if lags else None,
-            "lag_ms_max": round(lags[-1], 1) if lags else None,
-        }
-
-
-def _watch(client: redis.Redis, views: dict[str, CameraView], stop: threading.Event) -> None:
-    """Read every camera's stream from now on (XREAD BLOCK) and account for each frame."""
-    cursors = {keys.frames_stream(camera): "$" for camera in views}
-    while not stop.is_set():
-        for stream, entries in client.xread(cursors, block=200) or []:
-            for entry_id, fields in entries:
-                cursors[stream.decode()] = entry_id
-                frame = Frame.decode(fields)
-                views[frame.camera].add(frame, time.monotonic())
-
-
-def _print_table(views: dict[str, CameraView], elapsed: float, as_json: bool) -> None:
-    rows = [view.row(camera) for camera, view in views.items()]
-    if as_json:
-        for row in rows:
-            print(json.dumps({"t_s": round(elapsed, 1), **row}), flush=True)
-        return
-    print(
-        f"\n[{elapsed:5.1f}s] {'camera':<10} {'frames':>7} {'fps':>6} {'seq':>6} {'size':>9} "
-        f"{'KB/frame':>9} {'lag p50':>9}"
-    )
-    for row in rows:
-        lag = f"{row['lag_ms_p50']:.0f} ms" if row["lag_ms_p50"] is not None else "-"
+    def print(self, client: redis.Redis, cameras: list[str], processed: int) -> None:
+        seconds = time.monotonic() - self.started
+        detections = [Detections.decode(f) for _id, f in client.xrange(keys.DETECTIONS)]
+        published = sum(len(client.xrange(keys.frames_stream(camera))) for camera in cameras)
+        latencies = sorted(d.timings_ms["total"] for d in detections)
+        alert_latencies = sorted(s for e, s in self.alerts if e.kind == "started")
+        print("\nsummary")
         print(
-            f"{'':8} {row['camera']:<10} {row['frames']:>7} {row['fps']:>6} {row['seq']:>6} "
-            f"{row['size']:>9} {row['kb_per_frame']:>9} {lag:>9}",
-            flush=True,
+            f"  frames ingested {published}, processed {processed} in {seconds:.1f} s "
+            f"({processed / seconds:.1f} frames/s)"
         )
+        print(
+            f"  objects detected {sum(len(d.objects) for d in detections)}; "
+            f"alerts {sum(e.kind == 'started' for e, _ in self.alerts)} started, "
+            f"{sum(e.kind == 'ended' for e, _ in self.alerts)} ended"
+        )
+        if latencies:
+            print(
+                f"  capture → detections published: p50 {_pct(latencies, 50):.0f} ms, "
+                f"p99 {_pct(latencies, 99):.0f} ms"
+            )
+        if alert_latencies:
+            print(
+                f"  capture → alert received: p50 {1000 * _pct(alert_latencies, 50):.0f} ms, "
+                f"p99 {1000 * _pct(alert_latencies, 99):.0f} ms"
+            )
 
 
-def run_demo(*, seconds: float, cameras: int, sample: str | None, as_json: bool) -> int:
+def _pct(ordered: list[float], percent: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))]
+
+
+def _thread(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_demo(
+    *, sample: str | None, cameras: int, as_json: bool, video: str | None, weights: str | None
+) -> int:
+    from alerts.service import AlertService
+    from alerts.subscriber import AlertSubscriber
+    from detector.runner import DetectorRunner
+    from detector.service import DetectorService
     from ingest.service import IngestService
+    from shared.cli import describe
 
     clip = Path(sample) if sample else SAMPLE
     if not clip.is_file():
         print(f"vigil demo: sample clip not found: {clip}", file=sys.stderr)
         return 2
-    camera_configs = tuple(
-        CameraConfig(id=f"demo-{i + 1}", url=str(clip), fps=5, max_side=640, loop=True)
-        for i in range(cameras)
-    )
+    camera_configs = tuple(CameraConfig(id=f"demo-{i + 1}", url=str(clip), fps=5) for i in range(cameras))
+    ids = [camera.id for camera in camera_configs]
+    print(f"vigil demo: loading the detector ({weights or 'the shipped pistol detector'})", flush=True)
+    runner = DetectorRunner(weights, score_thresh=0.25)
     with demo_redis() as url:
         client = connect(RedisConfig(url=url))
-        for camera in camera_configs:
-            client.delete(keys.frames_stream(camera.id))
-        views = {camera.id: CameraView() for camera in camera_configs}
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(client, views, stop), name="watch", daemon=True)
-        watcher.start()
-        service = IngestService(IngestConfig(instance="demo", metrics_port=0), camera_configs, client=client)
-        runner = threading.Thread(target=service.run, name="ingest", daemon=True)
+        for key in [
+            keys.DETECTIONS,
+            keys.ALERTS,
+            *map(keys.frames_stream, ids),
+            *map(keys.alerts_cursor_key, ids),
+        ]:
+            client.delete(key)
+        client.delete(keys.ALERTS_FORWARDED)
+        port = free_port()
+        alerts = AlertService(
+            AlertsConfig(instance="demo", metrics_port=0, publish_endpoint=f"tcp://127.0.0.1:{port}"),
+            camera_configs,
+            client=client,
+            forward_grace_s=0.2,
+        )
+        detector = DetectorService(
+            DetectorConfig(instance="demo", metrics_port=0, max_batch=4, max_wait_ms=50),
+            ids,
+            client=client,
+            runner=runner,
+        )
+        ingest = IngestService(
+            IngestConfig(instance="demo", metrics_port=0, stream_maxlen=10_000),
+            camera_configs,
+            client=client,
+            burst=True,
+        )
+        summary = Summary()
         print(
-            f"vigil demo: {cameras} camera(s) playing {clip.name} into {url} for {seconds:.0f}s",
+            f"vigil demo: {cameras} camera(s) playing {clip.name} at real time into {url}; alerts:",
             flush=True,
         )
-        started = time.monotonic()
-        runner.start()
-        try:
-            while (elapsed := time.monotonic() - started) < seconds:
-                time.sleep(min(2.0, seconds - elapsed))
-                _print_table(views, time.monotonic() - started, as_json)
-        except KeyboardInterrupt:
-            pass
-        finally:
+        threads = [_thread(alerts.run, "alerts"), _thread(detector.run, "detect")]
+        with AlertSubscriber([f"tcp://127.0.0.1:{port}"]) as subscriber:
+            time.sleep(1.0)  # the subscription reaches the publisher before frames flow
+            ingest_thread = _thread(ingest.run, "ingest")
+            last_change, last_processed = time.monotonic(), -1
+            try:
+                while True:
+                    for event in subscriber.events(timeout_s=0.5):
+                        summary.alerts.append((event, (time.time_ns() - event.ts_ns) / 1e9))
+                        print(event.to_json() if as_json else describe(event), flush=True)
+                    if detector.processed != last_processed:
+                        last_change, last_processed = time.monotonic(), detector.processed
+                    if not ingest_thread.is_alive() and time.monotonic() - last_change > QUIET_S:
+                        break
+            except KeyboardInterrupt:
+                ingest.stop()
+        for service in (detector, alerts):
             service.stop()
-            runner.join(timeout=15)
-            stop.set()
-            watcher.join(timeout=2)
-        total = sum(view.frames for view in views.values())
-        print(
-            f"vigil demo: done, {total} frames arrived in Redis from {cameras} camera(s)",
-            flush=True,
-        )
-        return 0 if total > 0 else 1
+        for thread in threads:
+            thread.join(timeout=30)
+        summary.print(client, ids, detector.processed)
+        if video:
+            count = write_video(client, ids[0], runner.class_names, Path(video))
+            print(f"  annotated video: {video} ({count} frames)")
+    return 0
+
+
+def write_video(client: redis.Redis, camera: str, class_names: tuple[str, ...], path: Path) -> int:
+    """The camera's frames with their detections drawn (frames without detections as they are)."""
+    import cv2
+    import numpy as np
+
+    detections = {
+        d.seq: d
+        for d in (Detections.decode(f) for _i, f in client.xrange(keys.DETECTIONS))
+        if d.camera == camera
+    }
+    writer = None
+    count = 0
+    for _id, fields in client.xrange(keys.frames_stream(camera)):
+        frame = Frame.decode(fields)
+        image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+        for obj in detections.get(frame.seq, Detections(camera, frame.seq, 0, 1, 1, "")).objects:
+            x1, y1, x2, y2 = (round(v) for v in obj.box)
+            cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 255), 2)
+            track = f" #{obj.track_id}" if obj.track_id is not None else ""
+            cv2.putText(
+                image,
+                f"{obj.label}{track} {obj.score:.2f}",
+                (x1, max(12, y1 - 5)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (0, 0, 255),
+                1,
+            )
+        if writer is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (frame.width, frame.height)
+            )
+        writer.write(image)
+        count += 1
+    if writer is not None:
+        writer.release()
+    return count
