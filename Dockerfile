@@ -43,13 +43,9 @@ COPY shared/ shared/
 COPY ingest/ ingest/
 COPY detector/ detector/
 COPY alerts/ alerts/
-# The wheel carries Python files only: the shipped detector weights (detector/weights/, when the
-# checkout has them) are copied next to the installed package, where detector/runner.py looks.
+# The wheel carries the shipped detector weights (detector/weights/*.pt, package data).
 RUN /opt/vigil/bin/pip install --no-cache-dir --no-deps . \
- && /opt/vigil/bin/pip check \
- && if [ -d detector/weights ]; then \
-        cp -r detector/weights "$(/opt/vigil/bin/python -c 'import detector, os; print(os.path.dirname(detector.__file__))')/"; \
-    fi
+ && /opt/vigil/bin/pip check
 
 # ---------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
