@@ -168,7 +168,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     setup_logging("WARNING")
     return run_demo(
-        sample=args.sample, cameras=args.cameras, as_json=args.json, video=args.video, weights=args.weights
+        sample=args.sample,
+        cameras=args.cameras,
+        as_json=args.json,
+        video=args.video,
+        weights=args.weights,
+        metrics_port=args.metrics_port,
     )
 
 
@@ -330,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", help="detector checkpoint (default: the shipped pistol detector)")
     demo.add_argument("--video", help="also write the first camera's frames, annotated, to this .mp4")
     demo.add_argument("--json", action="store_true", help="alerts as JSON lines")
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve the ingest, detector and alerts metrics on this port and the next two (for Prometheus)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     train = commands.add_parser("train", help="Train a detector on a YOLO-format data set.")

@@ -87,8 +87,16 @@ def _thread(target: Callable[[], None], name: str) -> threading.Thread:
 
 
 def run_demo(
-    *, sample: str | None, cameras: int, as_json: bool, video: str | None, weights: str | None
+    *,
+    sample: str | None,
+    cameras: int,
+    as_json: bool,
+    video: str | None,
+    weights: str | None,
+    metrics_port: int | None = None,
 ) -> int:
+    """``metrics_port``: serve ingest's, the detector's and the alerts service's /metrics on it and
+    the next two ports of 127.0.0.1 (else on free ports nobody is told about)."""
     from alerts.service import AlertService
     from alerts.subscriber import AlertSubscriber
     from detector.runner import DetectorRunner
@@ -115,25 +123,35 @@ def run_demo(
             client.delete(key)
         client.delete(keys.ALERTS_FORWARDED)
         port = free_port()
+        ingest_port, detector_port, alerts_port = (
+            (metrics_port, metrics_port + 1, metrics_port + 2) if metrics_port else (0, 0, 0)
+        )
+        endpoint = {"metrics_host": "127.0.0.1", "instance": "demo"}
         alerts = AlertService(
-            AlertsConfig(instance="demo", metrics_port=0, publish_endpoint=f"tcp://127.0.0.1:{port}"),
+            AlertsConfig(**endpoint, metrics_port=alerts_port, publish_endpoint=f"tcp://127.0.0.1:{port}"),
             camera_configs,
             client=client,
             forward_grace_s=0.2,
         )
         detector = DetectorService(
-            DetectorConfig(instance="demo", metrics_port=0, max_batch=4, max_wait_ms=50),
+            DetectorConfig(**endpoint, metrics_port=detector_port, max_batch=4, max_wait_ms=50),
             ids,
             client=client,
             runner=runner,
         )
         ingest = IngestService(
-            IngestConfig(instance="demo", metrics_port=0, stream_maxlen=10_000),
+            IngestConfig(**endpoint, metrics_port=ingest_port, stream_maxlen=10_000),
             camera_configs,
             client=client,
             burst=True,
         )
         summary = Summary()
+        if metrics_port:
+            print(
+                f"vigil demo: metrics on http://127.0.0.1:{ingest_port}/metrics (ingest), :{detector_port} "
+                f"(detector), :{alerts_port} (alerts)",
+                flush=True,
+            )
         print(
             f"vigil demo: {cameras} camera(s) playing {clip.name} at real time into {url}; alerts:",
             flush=True,

@@ -57,6 +57,13 @@ def run_promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.Compl
     )
 
 
+def promtool_check_metrics(exposition: str) -> subprocess.CompletedProcess[str]:
+    """``promtool check metrics`` on one endpoint's text (its linter: naming, units, help)."""
+    return subprocess.run(
+        [promtool(), "check", "metrics"], input=exposition, capture_output=True, text=True, timeout=60
+    )
+
+
 def _registries() -> list[CollectorRegistry]:
     return [IngestMetrics().registry, DetectorMetrics().registry, AlertsMetrics().registry]
 
@@ -139,10 +146,17 @@ def dashboard_queries(camera: str = ".*") -> list[tuple[str, str, str]]:
     ]
 
 
-def local_prometheus_config(directory: Path, targets: Mapping[str, str]) -> Path:
+def local_prometheus_config(
+    directory: Path, targets: Mapping[str, str], *, scrape_interval: str | None = None
+) -> Path:
     """A copy of prometheus.yml (and rules.yml) in ``directory`` whose jobs scrape ``targets``
-    (job name -> "host:port", e.g. ``{"vigil-ingest": "127.0.0.1:9101"}``); other jobs unchanged."""
+    (job name -> "host:port", e.g. ``{"vigil-ingest": "127.0.0.1:9101"}``); other jobs unchanged.
+    ``scrape_interval`` (e.g. "1s") replaces the global scrape and rule evaluation intervals and
+    bounds the scrape timeout."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    if scrape_interval:
+        for key in ("scrape_interval", "evaluation_interval", "scrape_timeout"):
+            config["global"][key] = scrape_interval
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     unknown = set(targets) - jobs
     if unknown:

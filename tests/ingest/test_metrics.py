@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.config import CameraConfig
+from tests.deploy.observability import promtool_check_metrics
 from tests.ingest.conftest import VTEST, run_burst
 
 
@@ -17,9 +15,7 @@ def test_metrics_pass_promtool_and_naming_rules(redis_client: redis.Redis) -> No
     camera = CameraConfig(id="vtest", url=str(VTEST), fps=5, max_side=160, realtime=False)
     service = run_burst(redis_client, [camera], max_frames=5)
     text = generate_latest(service.metrics.registry).decode()
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool comes with Debian's prometheus package (tools/system-deps.sh)"
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    result = promtool_check_metrics(text)
     assert result.returncode == 0, result.stdout + result.stderr
     families = list(text_string_to_metric_families(text))
     assert families and all(family.name.startswith("vigil_ingest_") for family in families)
