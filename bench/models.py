@@ -41,12 +41,13 @@ What is measured:
 * Environment: the default model at 416 px, batch 8, also runs in child processes (this script
   with ``--child``). They try glibc's malloc; tcmalloc (``LD_PRELOAD``); glibc that keeps its
   memory (``MALLOC_MMAP_MAX_=0``, 1 GiB ``MALLOC_TRIM_THRESHOLD_``); and glibc with OpenMP
-  spin-waiting. The order reverses every other round. The table runs under this process's own
-  allocator, which is printed: glibc unless ``--tcmalloc`` (or the caller's ``LD_PRELOAD``).
+  spin-waiting. The order reverses every other round. The table runs with the detector service's
+  settings (tcmalloc, passive OpenMP waits, channels_last), which are printed; ``--no-tcmalloc``
+  and ``--no-channels-last`` measure glibc's malloc and contiguous tensors instead.
 
     .venv/bin/python bench/models.py                      # about 7 minutes on 2 busy cores
     .venv/bin/python bench/models.py --quick              # about 3.5 minutes: 2 repeats, 1 round of children
-    .venv/bin/python bench/models.py --tcmalloc --channels-last --variant-rounds 0   # about 2 minutes
+    .venv/bin/python bench/models.py --variant-rounds 0   # about 2 minutes: the table only
     .venv/bin/python bench/models.py --models yolo_lite0 ssd_mobilenet_v2 --sizes 320 --json /tmp/models.json
 """
 
@@ -522,8 +523,7 @@ def spawn_child(variant: str, args: argparse.Namespace) -> VariantRun:
         "--source", str(args.source), "--threads", str(args.threads), "--candidates", str(args.candidates),
         "--warmup", str(args.warmup), "--child-samples", str(args.child_samples),
     ]  # fmt: skip
-    if args.channels_last:
-        command.append("--channels-last")
+    command.append("--channels-last" if args.channels_last else "--no-channels-last")
     env = child_env(VARIANTS[variant])
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     if done.returncode != 0:
@@ -674,13 +674,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", type=Path, default=SOURCE, help="a video, or a folder of images")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch and cv2 threads")
     parser.add_argument("--candidates", type=int, default=30, help="scores per image above the threshold")
-    parser.add_argument("--channels-last", action="store_true", help="torch models in channels_last")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch models in channels_last, as the detector service runs them",
+    )
     parser.add_argument(
         "--spin-wait",
         action="store_true",
         help="keep libgomp's spin-waiting (default: re-run with OMP_WAIT_POLICY=PASSIVE, see the docstring)",
     )
-    parser.add_argument("--tcmalloc", action="store_true", help="re-run with tcmalloc preloaded (LD_PRELOAD)")
+    parser.add_argument(
+        "--tcmalloc",
+        action=argparse.BooleanOptionalAction,
+        default=Path(TCMALLOC).is_file(),
+        help="re-run with tcmalloc preloaded, as the detector service runs (default where installed)",
+    )
     parser.add_argument("--variant-rounds", type=int, default=2, help="rounds of child processes; 0: skip")
     parser.add_argument("--child-samples", type=int, default=3, help="timed passes per child")
     parser.add_argument("--json", type=Path, help="also write every figure and sample here")
