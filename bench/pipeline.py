@@ -1,7 +1,9 @@
 """Throughput and latency of the whole detector service against a bare ``predict`` loop.
 
-1. **bare**: the frames, already decoded to tensors, through ``model.predict`` in batches of
-   ``--batch``, for ``--seconds``: the model's own frames per second.
+1. **bare**: the frames, already decoded to 640x480 RGB tensors, through ``model.predict`` (which
+   letterboxes them to the input size) in batches of ``--batch``, for ``--seconds``: the loop a
+   user would write around the model. Also, as a reference, the same loop on frames already
+   shrunk to the model's scale (the model alone: nothing left to do but inference and NMS).
 2. **service**: a real :class:`detector.service.DetectorService` (leases, XREAD, dynamic batching,
    JPEG decoding, tracking, XADD of Detections) on ``--cameras`` streams that a feeder *process*
    fills at 1.25x the bare loop's rate (more than the service can take, as cameras would; a
@@ -41,6 +43,7 @@ from shared.runtime import tune_for_torch
 tune_for_torch([__file__, *sys.argv[1:]])  # the service's process settings: tcmalloc, passive OpenMP
 
 import cv2
+import numpy as np
 import torch
 
 from detector.models.registry import Checkpoint, build_model
@@ -82,9 +85,22 @@ def weights_file(args: argparse.Namespace, folder: Path) -> Path:
     ).save(folder / "untrained.pt")
 
 
-def bare_fps(runner: DetectorRunner, jpegs: list[bytes], batch: int, seconds: float) -> float:
-    images = [runner.decode(Frame("b", i, 0, 0, 640, 480, "jpeg", data)) for i, data in enumerate(jpegs)]
-    tensors = [item.image for item in images]
+def decoded_tensors(
+    runner: DetectorRunner, jpegs: list[bytes], *, at_model_scale: bool
+) -> list[torch.Tensor]:
+    """The frames as RGB uint8 tensors: at their own 640x480, or shrunk to the model's scale the
+    way the service's decode does it."""
+    if at_model_scale:
+        frames = (Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs))
+        return [runner.decode(frame).image for frame in frames]
+    return [
+        torch.from_numpy(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                                      cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+        for data in jpegs
+    ]  # fmt: skip
+
+
+def bare_fps(runner: DetectorRunner, tensors: list[torch.Tensor], batch: int, seconds: float) -> float:
     with torch.inference_mode():
         runner.model.predict(tensors[:batch])  # warm-up
         frames, started = 0, time.perf_counter()
@@ -213,7 +229,8 @@ def main() -> None:
             f"model {runner.name}, input {runner.input_size}, batch {args.batch}, {torch.get_num_threads()} "
             f"torch threads, {args.cameras} cameras, frames 640x480 JPEG"
         )
-        bare = bare_fps(runner, jpegs, args.batch, args.seconds)
+        frames = decoded_tensors(runner, jpegs, at_model_scale=False)
+        bare = bare_fps(runner, frames, args.batch, args.seconds)
         service, _ = run_service(
             redis_server.url,
             redis_server.pid,
@@ -223,10 +240,17 @@ def main() -> None:
             fps_per_camera=1.25 * bare / args.cameras,
             jpegs=jpegs,
         )
-        bare_again = bare_fps(runner, jpegs, args.batch, args.seconds / 2)
+        bare_again = bare_fps(runner, frames, args.batch, args.seconds / 2)
         bare_mean = (bare + bare_again) / 2
+        model_alone = bare_fps(
+            runner, decoded_tensors(runner, jpegs, at_model_scale=True), args.batch, args.seconds / 2
+        )
         print(f"bare predict loop : {bare:7.1f} and {bare_again:7.1f} frames/s (before and after)")
         print(f"detector service  : {service:7.1f} frames/s   ratio {service / bare_mean:.3f} (goal >= 0.95)")
+        print(
+            f"model alone       : {model_alone:7.1f} frames/s on frames already at the model's scale "
+            f"(service / model alone {service / model_alone:.3f})"
+        )
         overload_fps = 2 * service / args.cameras
         print(
             f"\noverload: {args.cameras} cameras x {overload_fps:.2f} fps = {2 * service:.1f} frames/s "
@@ -259,6 +283,7 @@ def main() -> None:
                 json.dumps(
                     {
                         "bare_fps": [bare, bare_again],
+                        "model_alone_fps": model_alone,
                         "service_fps": service,
                         "ratio": service / bare_mean,
                         "overload": rows,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from detector.device import pick_device
 from detector.models.registry import Checkpoint, file_sha256
@@ -32,7 +34,7 @@ class DecodedFrame:
     image: Tensor
     """CHW uint8 RGB on the runner's device."""
     scale: float
-    """Frame pixels per image pixel (> 1 when the JPEG was decoded at reduced size)."""
+    """Frame pixels per image pixel (> 1 when the frame was decoded or resized smaller)."""
 
 
 class DetectorRunner:
@@ -60,6 +62,8 @@ class DetectorRunner:
         self.half = self.device.type == "cuda"
         if self.half:
             self.model.half()
+        self.device_decode = self.device.type == "cuda"
+        """Decode each batch's JPEGs together on the model's device (nvJPEG on CUDA)."""
         self.class_names = self.checkpoint.class_names
         self.input_size = self.checkpoint.input_size
         self.name = f"{self.checkpoint.name}@{file_sha256(path)[:8]}"
@@ -67,25 +71,65 @@ class DetectorRunner:
                  self.input_size)  # fmt: skip
 
     def decode(self, frame: Frame) -> DecodedFrame:
-        """JPEG or raw bytes → RGB tensor. A JPEG much larger than the model input is decoded at
-        1/2, 1/4 or 1/8 size straight from its DCT coefficients (cheaper, same result after the
-        model's own downscale); boxes are scaled back. Raises DecodeError for corrupt data."""
+        """JPEG or raw bytes → RGB tensor at the model's input scale. A JPEG much larger than the
+        model input is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients; what is
+        still larger is shrunk with area averaging, as the training images were (``build_cache``).
+        Done here, on uint8 and on the reader thread, this spares the inference thread the model's
+        own float resize; boxes are scaled back by ``scale``. Raises DecodeError for corrupt data."""
         if frame.codec == "raw":
             if len(frame.data) != frame.width * frame.height * 3:
                 raise DecodeError("raw frame of the wrong size")
             bgr = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
-            factor = 1
         else:
-            factor, flag = next(
-                ((f, flag) for f, flag in _REDUCED if max(frame.width, frame.height) / f >= self.input_size),
-                (1, cv2.IMREAD_COLOR),
+            flag = next(
+                (flag for f, flag in _REDUCED if max(frame.width, frame.height) / f >= self.input_size),
+                cv2.IMREAD_COLOR,
             )
             bgr = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
             if bgr is None:
                 raise DecodeError("corrupt JPEG")
-        rgb = torch.from_numpy(np.ascontiguousarray(bgr[..., ::-1])).permute(2, 0, 1)
-        scale = frame.width / rgb.shape[-1] if factor > 1 else 1.0
-        return DecodedFrame(frame, rgb.to(self.device, non_blocking=True), scale)
+        height, width = bgr.shape[:2]
+        shrink = self.input_size / max(height, width)
+        if shrink < 1:
+            size = (min(self.input_size, round(width * shrink)), min(self.input_size, round(height * shrink)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+        return DecodedFrame(frame, rgb.to(self.device, non_blocking=True), frame.width / rgb.shape[-1])
+
+    def decode_batch(
+        self, frames: Sequence[Frame]
+    ) -> tuple[list[DecodedFrame], list[tuple[Frame, DecodeError]]]:
+        """The frames of one batch decoded (in order) and those that would not decode, with why.
+
+        With ``device_decode`` (on CUDA) the JPEGs go to ``torchvision.io.decode_jpeg`` as one list
+        on the device and the model's transform shrinks them there; if the batch call fails (a
+        corrupt JPEG among them), or for raw frames and on the CPU, frames are decoded one by one
+        with :meth:`decode`.
+        """
+        jpegs = [frame for frame in frames if frame.codec == "jpeg"]
+        on_device = self._decode_on_device(jpegs) if self.device_decode else {}
+        decoded: list[DecodedFrame] = []
+        failed: list[tuple[Frame, DecodeError]] = []
+        for frame in frames:
+            try:
+                decoded.append(on_device.get(id(frame)) or self.decode(frame))
+            except DecodeError as error:
+                failed.append((frame, error))
+        return decoded, failed
+
+    def _decode_on_device(self, frames: Sequence[Frame]) -> dict[int, DecodedFrame]:
+        if not frames:
+            return {}
+        data = [torch.from_numpy(np.frombuffer(frame.data, np.uint8).copy()) for frame in frames]
+        try:
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError as error:
+            log.debug("batch JPEG decode failed (%s); decoding one by one", error)
+            return {}
+        return {
+            id(frame): DecodedFrame(frame, image, frame.width / image.shape[-1])
+            for frame, image in zip(frames, images, strict=True)
+        }
 
     @torch.inference_mode()
     def detect(self, batch: list[DecodedFrame]) -> tuple[list[list[Detection]], float]:

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 import redis
 
-from detector.batching import DynamicBatcher, Pending
+from detector.batching import DynamicBatcher
 from detector.metrics import DetectorMetrics
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.tracking import MultiCameraTracker
 from shared import keys
 from shared.config import DetectorConfig
-from shared.errors import DecodeError, SchemaError, StoreUnavailable
+from shared.errors import SchemaError, StoreUnavailable
 from shared.leases import LeaseManager
 from shared.metrics import serve_metrics
 from shared.redis import call
@@ -185,20 +185,18 @@ class DetectorService:
     def _dispatch(self) -> None:
         if not self._batcher.ready(time.monotonic()) or not self._can_dispatch():
             return
-        decoded = [item for item in map(self._decode, self._batcher.take(now_ns=time.time_ns())) if item]
+        frames = [pending.frame for pending in self._batcher.take(now_ns=time.time_ns())]
+        started = time.perf_counter()
+        decoded, failed = self.runner.decode_batch(frames)
+        if frames:
+            per_frame = (time.perf_counter() - started) / len(frames)
+            for _ in frames:
+                self.metrics.decode_seconds.observe(per_frame)
+        for frame, error in failed:
+            self.metrics.drop(frame.camera, "decode_failed")
+            log.warning("camera %s seq %d: %s", frame.camera, frame.seq, error)
         if decoded:
             self._handoff.put(decoded)
-
-    def _decode(self, pending: Pending) -> DecodedFrame | None:
-        started = time.perf_counter()
-        try:
-            item = self.runner.decode(pending.frame)
-        except DecodeError as error:
-            self.metrics.drop(pending.frame.camera, "decode_failed")
-            log.warning("camera %s seq %d: %s", pending.frame.camera, pending.frame.seq, error)
-            return None
-        self.metrics.decode_seconds.observe(time.perf_counter() - started)
-        return item
 
     def _sync_leases(self) -> None:
         try:

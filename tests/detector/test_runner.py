@@ -1,0 +1,121 @@
+"""DetectorRunner: frames decoded at the model's scale give the detections the model gives on the
+full frame, in the frame's own pixels."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detector.runner import DetectorRunner
+from detector.tracking.iou_tracker import iou_matrix
+from shared.demo import SAMPLE
+from shared.errors import DecodeError
+from shared.schemas import Frame
+
+FRAME_INDEX = 12  # the middle of the first image of the clip, which shows two pistols
+
+
+@pytest.fixture(scope="module")
+def runner() -> DetectorRunner:
+    return DetectorRunner(score_thresh=0.4)  # the shipped pistol detector
+
+
+@pytest.fixture(scope="module")
+def clip_frame() -> tuple[np.ndarray, np.ndarray]:
+    """A 640x480 BGR frame of the bundled clip and its ground-truth pistol boxes."""
+    capture = cv2.VideoCapture(str(SAMPLE))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, FRAME_INDEX)
+    ok, image = capture.read()
+    assert ok
+    truth = json.loads(SAMPLE.with_suffix(".json").read_text())["images"][0]["boxes"][FRAME_INDEX]
+    return image, np.array(truth)
+
+
+def _frame(image: np.ndarray, codec: str) -> Frame:
+    data = (
+        cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        if codec == "jpeg"
+        else (image.tobytes())
+    )
+    return Frame("cam", 1, 0, 0, image.shape[1], image.shape[0], codec, data)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "raw"])
+def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
+    runner: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray], codec: str
+) -> None:
+    image, truth = clip_frame
+    decoded = runner.decode(_frame(image, codec))
+    assert runner.input_size == 384
+    assert decoded.image.shape == (3, 288, 384) and decoded.image.dtype == torch.uint8
+    assert decoded.scale == pytest.approx(640 / 384)
+
+    (found,), _seconds = runner.detect([decoded])
+    boxes = np.array([d.box for d in found])
+    assert len(found) == len(truth), found
+    assert iou_matrix(truth, boxes).max(axis=1).min() >= 0.7, "each pistol found where it is"
+
+    full = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+    with torch.inference_mode():
+        (reference,) = runner.model.predict([full.contiguous()])
+    assert iou_matrix(reference["boxes"].numpy(), boxes).max(axis=1).min() >= 0.9, "as on the full frame"
+
+
+def test_large_jpegs_are_decoded_reduced_then_shrunk(runner: DetectorRunner) -> None:
+    image = np.full((1080, 1920, 3), 90, np.uint8)
+    decoded = runner.decode(_frame(image, "jpeg"))
+    assert decoded.image.shape == (3, 216, 384)
+    assert decoded.scale == pytest.approx(5.0)
+
+
+def test_corrupt_data_raises_decode_error(runner: DetectorRunner) -> None:
+    with pytest.raises(DecodeError, match="corrupt JPEG"):
+        runner.decode(Frame("cam", 1, 0, 0, 640, 480, "jpeg", b"\xff\xd8not a jpeg"))
+    with pytest.raises(DecodeError, match="wrong size"):
+        runner.decode(Frame("cam", 1, 0, 0, 640, 480, "raw", b"\x00" * 100))
+
+
+@pytest.mark.parametrize("device_decode", [False, True])
+def test_a_batch_decodes_together_and_a_corrupt_frame_is_set_aside(
+    runner: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray], device_decode: bool
+) -> None:
+    """``device_decode`` is the CUDA path (torchvision's batched decode_jpeg), run here on the CPU."""
+    image, _truth = clip_frame
+    good, raw = _frame(image, "jpeg"), _frame(image, "raw")
+    corrupt = Frame("cam", 2, 0, 0, 640, 480, "jpeg", good.data[: len(good.data) // 3])
+    runner.device_decode = device_decode
+    try:
+        decoded, failed = runner.decode_batch([good, corrupt, raw, good])
+    finally:
+        runner.device_decode = False
+    assert [item.frame for item in decoded] == [good, raw, good]
+    assert [(frame, type(error)) for frame, error in failed] == [(corrupt, DecodeError)]
+    reference = runner.decode(good)
+    ((first, *_),), _seconds = runner.detect(decoded[:1])
+    ((expected, *_),), _seconds = runner.detect([reference])
+    assert first.score == pytest.approx(expected.score, abs=0.02)
+    assert iou_matrix(np.array([first.box]), np.array([expected.box]))[0, 0] >= 0.95
+
+
+def test_the_device_path_decodes_every_jpeg_of_a_batch_in_one_call(
+    runner: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray]
+) -> None:
+    image, _truth = clip_frame
+    frames = [_frame(image, "jpeg"), _frame(cv2.flip(image, 1), "jpeg")]
+    runner.device_decode = True
+    try:
+        decoded, failed = runner.decode_batch(frames)
+    finally:
+        runner.device_decode = False
+    assert not failed
+    assert [tuple(item.image.shape) for item in decoded] == [(3, 480, 640)] * 2, (
+        "full size: the model shrinks"
+    )
+    assert [item.scale for item in decoded] == [1.0, 1.0]
+    cpu = runner.decode(frames[0]).image.float()
+    shrunk = torch.nn.functional.interpolate(decoded[0].image[None].float(), size=(288, 384), mode="area")[0]
+    assert (shrunk - cpu).abs().mean() < 2.0, "the same picture as OpenCV's decode"
