@@ -163,18 +163,34 @@ def run_service(
     helpers = (feeder.pid, redis_pid)
     helpers_cpu = [cpu_seconds(pid) for pid in helpers]
     start_count, started = service.processed, time.perf_counter()
+    start_model = model_seconds(service)
     start_id = client.xrevrange(keys.DETECTIONS, count=1)
     time.sleep(seconds)
     elapsed = time.perf_counter() - started
     fps = (service.processed - start_count) / elapsed
+    (busy_end, batches_end), (busy_start, batches_start) = model_seconds(service), start_model
+    busy, batches = busy_end - busy_start, batches_end - batches_start
     share = sum(cpu_seconds(pid) - before for pid, before in zip(helpers, helpers_cpu, strict=True))
     print(f"  (feeder and Redis used {share / elapsed / os.cpu_count():.0%} of the machine's CPU meanwhile)")
+    print(
+        f"  the model ran (runner.detect) {busy / elapsed:.0%} of the time: {batches:.0f} batches, "
+        f"{1000 * busy / max(1, batches):.0f} ms each, {(fps * elapsed) / max(1, batches):.1f} frames each"
+    )
     service.stop()
     thread.join(timeout=30)
     feeder.join(timeout=10)
     after = start_id[0][0] if start_id else "-"
     entries = client.xrange(keys.DETECTIONS, min=f"({after.decode()}" if start_id else "-")
     return fps, [Detections.decode(fields) for _id, fields in entries]
+
+
+def model_seconds(service: DetectorService) -> tuple[float, float]:
+    """Seconds the service has spent in runner.detect (not tracking or publishing), and how many batches."""
+    registry = service.metrics.registry
+    return (
+        registry.get_sample_value("vigil_detector_inference_seconds_sum") or 0.0,
+        registry.get_sample_value("vigil_detector_inference_seconds_count") or 0.0,
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -231,6 +247,7 @@ def main() -> None:
         )
         frames = decoded_tensors(runner, jpegs, at_model_scale=False)
         bare = bare_fps(runner, frames, args.batch, args.seconds)
+        print(f"bare predict loop: {1000 * args.batch / bare:.0f} ms per batch of {args.batch}")
         service, _ = run_service(
             redis_server.url,
             redis_server.pid,
