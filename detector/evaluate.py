@@ -35,6 +35,8 @@ class EvalReport:
     ms_per_image: dict[str, float] = field(default_factory=dict)
     pr_curve: dict[str, list[float]] = field(default_factory=dict)
     """recall points → precision at IoU 0.5, per class name."""
+    operating_points: list[dict[str, float]] = field(default_factory=list)
+    """Precision, recall and F1 at a range of score thresholds: where to set the operating one."""
 
     def summary(self) -> dict[str, object]:
         report = asdict(self)
@@ -140,7 +142,25 @@ def evaluate(
     return EvalReport(
         map50=map50, map50_95=map50_95, precision=precision, recall=recall, score_thresh=score_thresh,
         images=count, ms_per_image={k: 1000 * v / count for k, v in timings.items()}, pr_curve=curves,
+        operating_points=operating_points(predictions, targets),
     )  # fmt: skip
+
+
+OPERATING_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def operating_points(
+    predictions: Sequence[dict[str, Tensor]],
+    targets: Sequence[dict[str, Tensor]],
+    thresholds: Sequence[float] = OPERATING_THRESHOLDS,
+) -> list[dict[str, float]]:
+    """Precision, recall and F1 (IoU ≥ 0.5) at each score threshold."""
+    points = []
+    for threshold in thresholds:
+        precision, recall = precision_recall_at(predictions, targets, threshold)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        points.append({"score": threshold, "precision": precision, "recall": recall, "f1": f1})
+    return points
 
 
 def recall_points() -> np.ndarray:

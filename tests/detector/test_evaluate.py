@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from detector.evaluate import coco_map, precision_recall_at
+from detector.evaluate import coco_map, operating_points, precision_recall_at
 
 
 def case() -> tuple[list[dict], list[dict]]:
@@ -36,6 +36,10 @@ def test_precision_recall_at_the_operating_threshold() -> None:
     assert precision_recall_at(predictions, targets, 0.75) == (0.5, 0.5)
     assert precision_recall_at(predictions, targets, 0.5) == pytest.approx((2 / 3, 1.0))
     assert precision_recall_at(predictions, targets, 0.95) == (1.0, 0.0)
+    points = operating_points(predictions, targets, (0.5, 0.75, 0.95))
+    assert [p["score"] for p in points] == [0.5, 0.75, 0.95]
+    assert points[0]["f1"] == pytest.approx(0.8)  # 2 * (2/3) * 1 / (2/3 + 1)
+    assert points[1]["f1"] == pytest.approx(0.5) and points[2]["f1"] == 0.0
 
 
 def test_no_detections_scores_zero() -> None:
