@@ -32,6 +32,12 @@ class AlertsMetrics:
         self.detections_consumed = Counter(
             "vigil_alerts_detections_consumed", "Detections entries handled", ["camera"], registry=r
         )
+        self.detections_trimmed = Counter(
+            "vigil_alerts_detections_trimmed",
+            "Take-overs of a camera whose detections after its saved cursor were already trimmed "
+            "from vigil:detections (never evaluated: raise detector.detections_maxlen)",
+            ["camera"], registry=r,
+        )  # fmt: skip
         self.malformed = Counter(
             "vigil_alerts_malformed", "Detections entries skipped, by reason", ["reason"], registry=r
         )

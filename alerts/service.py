@@ -159,11 +159,26 @@ class AlertService:
     def _take_over(self, camera: str) -> None:
         """Start evaluating ``camera`` a warm-up before its saved cursor (or before now)."""
         saved = call(lambda: self._client.get(keys.alerts_cursor_key(camera)))
-        since_ms = (entry_ms(saved) if saved else int(time.time() * 1000)) - self._warmup_ms
+        self.metrics.detections_trimmed.labels(camera)
+        if saved:
+            self._check_not_trimmed(camera, saved)
+        since_ms = max(0, (entry_ms(saved) if saved else int(time.time() * 1000)) - self._warmup_ms)
         start = (since_ms, 0)
         self._done_upto[camera] = start
         self._read_from = start if self._read_from is None else min(self._read_from, start)
         log.info("camera %s: evaluating rules from %d ms", camera, since_ms)
+
+    def _check_not_trimmed(self, camera: str, cursor: bytes) -> None:
+        """Warn and count when the detections stream no longer reaches back to ``cursor``: the
+        entries in between (this camera's among them) were trimmed before anyone evaluated them."""
+        oldest = call(lambda: self._client.xrange(keys.DETECTIONS, count=1))
+        if oldest and entry_key(oldest[0][0]) > entry_key(cursor):
+            self.metrics.detections_trimmed.labels(camera).inc()
+            log.warning(
+                "camera %s: %.1f s of detections after its saved cursor were trimmed before evaluation; "
+                "alerts in them are lost (raise detector.detections_maxlen)",
+                camera, (entry_ms(oldest[0][0]) - entry_ms(cursor)) / 1000,
+            )  # fmt: skip
 
     def _release(self) -> None:
         try:

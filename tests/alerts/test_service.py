@@ -183,3 +183,18 @@ def test_malformed_entries_and_a_redis_restart(private_redis: EmbeddedRedis) -> 
 
         # track 1 ended while Redis was away: that event waited and is recorded now, as is track 2
         assert wait_for(lambda: {("ended", 1), ("started", 2)} <= recorded(), 10), recorded()
+
+
+def test_a_cursor_older_than_the_stream_is_counted_as_trimmed(redis_client: redis.Redis) -> None:
+    """A camera taken over after the detector trimmed past its saved cursor: its alerts in the
+    trimmed part are lost, which is counted and logged, not silent."""
+    redis_client.xadd(keys.DETECTIONS, message("late", 0, (1, 0.9)).encode(), id="5000-0")
+    newest = redis_client.xadd(keys.DETECTIONS, message("fine", 0, (1, 0.9)).encode())
+    redis_client.set(keys.alerts_cursor_key("late"), "1000-0")  # entries 1000..5000 are gone
+    redis_client.set(keys.alerts_cursor_key("fine"), newest)
+    service = AlertService(alerts_config(endpoint()[0]), cameras("late", "fine"), client=redis_client)
+    trimmed = service.metrics.registry.get_sample_value
+    with running(service):
+        assert wait_for(lambda: service.metrics.cameras_owned._value.get() == 2, 10)
+    assert trimmed("vigil_alerts_detections_trimmed_total", {"camera": "late"}) == 1
+    assert trimmed("vigil_alerts_detections_trimmed_total", {"camera": "fine"}) == 0
