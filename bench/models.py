@@ -59,6 +59,7 @@ import importlib.util
 import json
 import math
 import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -549,9 +550,25 @@ def set_threads(threads: int) -> None:
     cv2.setNumThreads(threads)
 
 
+def describe_cpu() -> str:
+    """Model, family/model numbers and the vector extensions oneDNN's kernels depend on: the
+    same script ran torch 2.4x slower (cv2.dnn 1.2x) on an AVX2-only host than on an earlier one."""
+    info: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    isa = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if name in flags]
+    return (
+        f"{info.get('model name', platform.processor())} (family {info.get('cpu family', '?')}, "
+        f"model {info.get('model', '?')}); {' '.join(isa) or 'no AVX2'}"
+    )
+
+
 def print_header(args: argparse.Namespace, frames: list[np.ndarray], names: Sequence[str]) -> None:
     allocator = "tcmalloc (LD_PRELOAD)" if tcmalloc_loaded() else "glibc malloc"
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"cpu: {describe_cpu()}")
     print(f"input: {describe_frames(frames)} from {args.source}")
     print(
         f"threads: torch {torch.get_num_threads()} intra-op / {torch.get_num_interop_threads()} inter-op, "
