@@ -125,10 +125,7 @@ def pick_sources(images: Path, labels: Path, count: int, match: str = "*") -> li
             usable.append((path, *size))
     by_path = {path: (w, h) for path, w, h in usable}
     picked = evenly_spaced([path for path, _, _ in usable], count)
-    return [
-        Source(p, *by_path[p], read_yolo_boxes(labels / f"{p.stem}.txt", *by_path[p]))
-        for p in picked
-    ]
+    return [Source(p, *by_path[p], read_yolo_boxes(labels / f"{p.stem}.txt", *by_path[p])) for p in picked]
 
 
 # ----------------------------------------------------------------------------- motion
@@ -308,9 +305,7 @@ def compact_json(value: object, indent: int = 0) -> str:
     return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
-def sidecar(
-    args: argparse.Namespace, sources: list[Source], entries: list[dict], frames: int
-) -> dict:
+def sidecar(args: argparse.Namespace, sources: list[Source], entries: list[dict], frames: int) -> dict:
     """The ground-truth document written beside the video."""
     return {
         "video": args.out.name,
