@@ -32,29 +32,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2
 import torch
 
+from bench.frames import vtest_jpegs
 from detector.models.registry import Checkpoint
 from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from shared.schemas import Frame
 
-VTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "vtest.avi"
 WIDTH, HEIGHT = 1280, 720
 
 
 def camera_frames(count: int) -> list[Frame]:
-    capture = cv2.VideoCapture(str(VTEST))
-    frames: list[Frame] = []
-    while len(frames) < count:
-        ok, image = capture.read()
-        if not ok:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            continue
-        image = cv2.resize(image, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR)
-        data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-        frames.append(Frame("bench", len(frames), 0, 0, WIDTH, HEIGHT, "jpeg", data))
-    return frames
+    return [
+        Frame("bench", seq, 0, 0, WIDTH, HEIGHT, "jpeg", data)
+        for seq, data in enumerate(vtest_jpegs(count, WIDTH, HEIGHT))
+    ]
 
 
 def synchronize(device: torch.device) -> None:

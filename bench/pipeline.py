@@ -46,28 +46,15 @@ import cv2
 import numpy as np
 import torch
 
+from bench.frames import vtest_jpegs
 from detector.models.registry import Checkpoint, build_model
+from detector.predict import to_tensor
 from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
 from shared.config import DetectorConfig, RedisConfig
 from shared.redis import EmbeddedRedis, connect
 from shared.schemas import Detections, Frame
-
-VTEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "vtest.avi"
-
-
-def load_jpegs(count: int) -> list[bytes]:
-    capture = cv2.VideoCapture(str(VTEST))
-    jpegs = []
-    while len(jpegs) < count:
-        ok, image = capture.read()
-        if not ok:
-            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            continue
-        image = cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA)
-        jpegs.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-    return jpegs
 
 
 def weights_file(args: argparse.Namespace, folder: Path) -> Path:
@@ -93,11 +80,8 @@ def decoded_tensors(
     if at_model_scale:
         frames = (Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs))
         return [runner.decode(frame).image for frame in frames]
-    return [
-        torch.from_numpy(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
-                                      cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
-        for data in jpegs
-    ]  # fmt: skip
+    cpu = torch.device("cpu")
+    return [to_tensor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cpu) for data in jpegs]
 
 
 def bare_fps(runner: DetectorRunner, tensors: list[torch.Tensor], batch: int, seconds: float) -> float:
@@ -238,7 +222,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
-    jpegs = load_jpegs(64)
+    jpegs = vtest_jpegs(64, 640, 480)
     with tempfile.TemporaryDirectory() as folder, EmbeddedRedis() as redis_server:
         runner = DetectorRunner(weights_file(args, Path(folder)), score_thresh=0.25)
         print(

@@ -126,21 +126,21 @@ def run_demo(
         ingest_port, detector_port, alerts_port = (
             (metrics_port, metrics_port + 1, metrics_port + 2) if metrics_port else (0, 0, 0)
         )
-        endpoint = {"metrics_host": "127.0.0.1", "instance": "demo"}
+        common = {"metrics_host": "127.0.0.1", "instance": "demo"}
         alerts = AlertService(
-            AlertsConfig(**endpoint, metrics_port=alerts_port, publish_endpoint=f"tcp://127.0.0.1:{port}"),
+            AlertsConfig(**common, metrics_port=alerts_port, publish_endpoint=f"tcp://127.0.0.1:{port}"),
             camera_configs,
             client=client,
             forward_grace_s=0.2,
         )
         detector = DetectorService(
-            DetectorConfig(**endpoint, metrics_port=detector_port, max_batch=4, max_wait_ms=50),
+            DetectorConfig(**common, metrics_port=detector_port, max_batch=4, max_wait_ms=50),
             ids,
             client=client,
             runner=runner,
         )
         ingest = IngestService(
-            IngestConfig(**endpoint, metrics_port=ingest_port, stream_maxlen=10_000),
+            IngestConfig(**common, metrics_port=ingest_port, stream_maxlen=10_000),
             camera_configs,
             client=client,
             burst=True,

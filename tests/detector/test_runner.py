@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from detector.predict import to_tensor
 from detector.runner import DetectorRunner
 from detector.tracking.iou_tracker import iou_matrix
 from shared.demo import SAMPLE
@@ -59,9 +60,8 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
     assert len(found) == len(truth), found
     assert iou_matrix(truth, boxes).max(axis=1).min() >= 0.7, "each pistol found where it is"
 
-    full = torch.from_numpy(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
     with torch.inference_mode():
-        (reference,) = runner.model.predict([full.contiguous()])
+        (reference,) = runner.model.predict([to_tensor(image, torch.device("cpu"))])
     assert iou_matrix(reference["boxes"].numpy(), boxes).max(axis=1).min() >= 0.9, "as on the full frame"
 
 
