@@ -193,8 +193,8 @@ def test_a_cursor_older_than_the_stream_is_counted_as_trimmed(redis_client: redi
     redis_client.set(keys.alerts_cursor_key("late"), "1000-0")  # entries 1000..5000 are gone
     redis_client.set(keys.alerts_cursor_key("fine"), newest)
     service = AlertService(alerts_config(endpoint()[0]), cameras("late", "fine"), client=redis_client)
-    trimmed = service.metrics.registry.get_sample_value
+    sample = service.metrics.registry.get_sample_value
     with running(service):
-        assert wait_for(lambda: service.metrics.cameras_owned._value.get() == 2, 10)
-    assert trimmed("vigil_alerts_detections_trimmed_total", {"camera": "late"}) == 1
-    assert trimmed("vigil_alerts_detections_trimmed_total", {"camera": "fine"}) == 0
+        assert wait_for(lambda: sample("vigil_alerts_cameras_owned") == 2, 10)
+    assert sample("vigil_alerts_detections_trimmed_total", {"camera": "late"}) == 1
+    assert sample("vigil_alerts_detections_trimmed_total", {"camera": "fine"}) == 0
