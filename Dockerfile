@@ -39,6 +39,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
         > /tmp/requirements.txt \
  && /opt/vigil/bin/pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r /tmp/requirements.txt
 
+COPY vigil/ vigil/
 COPY shared/ shared/
 COPY ingest/ ingest/
 COPY detector/ detector/
@@ -51,7 +52,7 @@ RUN /opt/vigil/bin/pip install --no-cache-dir --no-deps . \
 FROM ${PYTHON_IMAGE} AS runtime
 
 # tcmalloc (Debian's libtcmalloc-minimal4): glibc's malloc made CPU inference 3.25x slower (see
-# shared/runtime.py). The link gives it one path on every architecture, for LD_PRELOAD below.
+# vigil/runtime.py). The link gives it one path on every architecture, for LD_PRELOAD below.
 # OpenCV (opencv-python-headless) bundles its FFmpeg and codecs: no further system libraries.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \
@@ -71,7 +72,7 @@ WORKDIR /app
 COPY samples/ samples/
 COPY config/ config/
 
-# The process settings shared/runtime.py would otherwise set by re-executing torch commands:
+# The process settings vigil/runtime.py would otherwise set by re-executing torch commands:
 # tcmalloc preloaded, OpenMP threads that sleep instead of spinning, and VIGIL_RUNTIME_TUNED=1 to
 # say both are in place.
 ENV PATH=/opt/vigil/bin:$PATH \

@@ -16,7 +16,6 @@ Two jobs, both leased so replicas share them safely:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -33,14 +32,14 @@ from shared import keys
 from shared.config import AlertsConfig, CameraConfig
 from shared.errors import SchemaError, StoreUnavailable
 from shared.leases import LeaseManager
-from shared.metrics import serve_metrics
 from shared.redis import call
 from shared.schemas import AlertEvent, Detections
-from shared.service import Heartbeat, stop_on_signals
+from shared.service import LeasedService
 
 log = logging.getLogger(__name__)
-FORWARDER = "publisher"
+FORWARD_GROUP, FORWARDER = "alerts-forward", "publisher"
 READ_COUNT = 500
+EVALUATE_BLOCK_MS = 100
 
 
 def entry_ms(entry_id: bytes | str) -> int:
@@ -54,7 +53,9 @@ def entry_key(entry_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class AlertService:
+class AlertService(LeasedService):
+    lease_group = "alerts"
+
     def __init__(
         self,
         config: AlertsConfig,
@@ -65,100 +66,75 @@ class AlertService:
         warmup_s: float = 30.0,
         forward_grace_s: float = 0.5,
     ) -> None:
-        self.config = config
-        self.instance = config.instance_id
-        self.metrics = metrics or AlertsMetrics()
-        self.cameras = sorted(camera.id for camera in cameras if camera.enabled)
+        enabled = [camera.id for camera in cameras if camera.enabled]
+        super().__init__(config, enabled, client=client, metrics=metrics or AlertsMetrics())
+        self.config: AlertsConfig = config
+        self.metrics: AlertsMetrics
         self.engine = RuleEngine(config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress)
-        self._client = client
         self._warmup_ms = int(warmup_s * 1000)
         self._forward_grace_s = forward_grace_s
         self._history = AlertHistory(client, maxlen=config.history_maxlen)
         self._snapshots = (
             SnapshotStore(client, ttl_s=config.snapshot_ttl_s) if config.snapshots == "redis" else None
         )
-        ttl = config.lease_ttl_s
-        self._camera_leases = LeaseManager(client, group="alerts", instance=self.instance, ttl_s=ttl)
-        self._forward_lease = LeaseManager(client, group="alerts-forward", instance=self.instance, ttl_s=ttl)
-        self._heartbeat = Heartbeat(client, service="alerts", instance=self.instance, ttl_s=3 * ttl)
+        self._forward_lease = LeaseManager(client, group=FORWARD_GROUP, instance=self.instance,
+                                           ttl_s=config.lease_ttl_s)  # fmt: skip
         self._done_upto: dict[str, tuple[int, int]] = {}
         """Per owned camera: the last detections entry evaluated."""
         self._read_from: tuple[int, int] | None = None
         self._forwarding_since: float | None = None
         self._unrecorded: list[AlertEvent] = []
-        self._stop = threading.Event()
-        self._redis_ok = False
         self.publisher: AlertPublisher | None = None
 
     @property
     def ready(self) -> bool:
-        return self._redis_ok and self.publisher is not None
+        return super().ready and self.publisher is not None
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
+    def on_start(self) -> None:
         self.publisher = AlertPublisher(self.config.publish_endpoint, send_hwm=self.config.send_hwm,
                                         curve=self.config.curve)  # fmt: skip
-        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
-        log.info(
-            "alerts %s starting: %d rules, %d cameras",
-            self.instance,
-            len(self.config.rules),
-            len(self.cameras),
-        )
-        next_round = 0.0
+        log.info("alerts %s starting: %d rules, %d cameras", self.instance, len(self.config.rules),
+                 len(self.cameras))  # fmt: skip
+
+    def work(self, *, until: float) -> None:
+        self._record_pending()
+        self._evaluate(block_ms=EVALUATE_BLOCK_MS)
+        self._forward()
+        self._unrecorded += self.engine.sweep(time.time_ns())
+        self._record_pending()
+
+    def on_stop(self) -> None:
         try:
-            with stop_on_signals(self.stop):
-                while not self._stop.is_set():
-                    if time.monotonic() >= next_round:
-                        self._lease_round()
-                        next_round = time.monotonic() + self._camera_leases.renew_interval_s
-                    try:
-                        self._record_pending()
-                        self._evaluate(block_ms=100)
-                        self._forward()
-                        self._unrecorded += self.engine.sweep(time.time_ns())
-                        self._record_pending()
-                    except StoreUnavailable:
-                        self._redis_ok = False
-                        self._stop.wait(0.5)
-        finally:
-            self._release()
+            self._forward_lease.release_all()
+        except StoreUnavailable:
+            log.warning("forwarding lease not released (redis unavailable)")
+        if self.publisher is not None:
             self.publisher.close()
-            if server is not None:
-                server.close()
 
     # -- ownership -----------------------------------------------------------------------------
 
-    def _lease_round(self) -> None:
-        try:
-            owned = self._camera_leases.sync(self.cameras)
-            forwarding = self._forward_lease.sync([FORWARDER])
-            self._redis_ok = self._heartbeat.beat()
-            for camera in sorted(owned - set(self._done_upto)):
-                self._take_over(camera)
-        except StoreUnavailable as error:
-            if self._redis_ok:
-                log.warning("lease round failed (%s)", error)
-            self._redis_ok = False
-            return
-        for camera in set(self._done_upto) - owned:
-            log.info("camera %s: alert rules moved to another replica", camera)
-            del self._done_upto[camera]
-            # Open alerts are not ended here: the new owner re-derives them in its warm-up and
-            # ends them when the track does.
-            self.engine.drop_camera(camera)
+    def on_gained(self, camera: str) -> None:
+        self._take_over(camera)
+
+    def on_lost(self, camera: str) -> None:
+        log.info("camera %s: alert rules moved to another replica", camera)
+        del self._done_upto[camera]
+        # Open alerts are not ended here: the new owner re-derives them in its warm-up and
+        # ends them when the track does.
+        self.engine.drop_camera(camera)
+
+    def on_lease_round(self) -> None:
+        """The forwarding job is a lease of its own: one replica sends over ZeroMQ."""
+        forwarding = self._forward_lease.sync([FORWARDER])
         if forwarding and self._forwarding_since is None:
             self._forwarding_since = time.monotonic()  # let subscribers (re)connect before sending
         elif not forwarding:
             self._forwarding_since = None
-        self.metrics.cameras_owned.set(len(owned))
         self.metrics.forwarding.set(1 if forwarding else 0)
 
     def _take_over(self, camera: str) -> None:
         """Start evaluating ``camera`` a warm-up before its saved cursor (or before now)."""
-        saved = call(lambda: self._client.get(keys.alerts_cursor_key(camera)))
+        saved = call(lambda: self.client.get(keys.alerts_cursor_key(camera)))
         self.metrics.detections_trimmed.labels(camera)
         if saved:
             self._check_not_trimmed(camera, saved)
@@ -171,7 +147,7 @@ class AlertService:
     def _check_not_trimmed(self, camera: str, cursor: bytes) -> None:
         """Warn and count when the detections stream no longer reaches back to ``cursor``: the
         entries in between (this camera's among them) were trimmed before anyone evaluated them."""
-        oldest = call(lambda: self._client.xrange(keys.DETECTIONS, count=1))
+        oldest = call(lambda: self.client.xrange(keys.DETECTIONS, count=1))
         if oldest and entry_key(oldest[0][0]) > entry_key(cursor):
             self.metrics.detections_trimmed.labels(camera).inc()
             log.warning(
@@ -180,22 +156,14 @@ class AlertService:
                 camera, (entry_ms(oldest[0][0]) - entry_ms(cursor)) / 1000,
             )  # fmt: skip
 
-    def _release(self) -> None:
-        try:
-            self._camera_leases.release_all()
-            self._forward_lease.release_all()
-        except StoreUnavailable:
-            log.warning("leases not released (redis unavailable)")
-        self._heartbeat.clear()
-
     # -- evaluate ------------------------------------------------------------------------------
 
     def _evaluate(self, *, block_ms: int) -> None:
         if not self._done_upto or self._read_from is None:
-            self._stop.wait(block_ms / 1000)
+            self.idle(block_ms / 1000)
             return
         start = f"{self._read_from[0]}-{self._read_from[1]}"
-        replies = call(lambda: self._client.xread({keys.DETECTIONS: start}, count=READ_COUNT, block=block_ms))
+        replies = call(lambda: self.client.xread({keys.DETECTIONS: start}, count=READ_COUNT, block=block_ms))
         entries = replies[0][1] if replies else []
         advanced: dict[str, bytes] = {}
         for entry_id, fields in entries:
@@ -204,7 +172,7 @@ class AlertService:
         if advanced:
 
             def save() -> None:
-                pipe = self._client.pipeline(transaction=False)
+                pipe = self.client.pipeline(transaction=False)
                 for camera, entry_id in advanced.items():
                     pipe.set(keys.alerts_cursor_key(camera), entry_id)
                 pipe.execute()
@@ -236,7 +204,7 @@ class AlertService:
             self._unrecorded.pop(0)
 
     def _record(self, event: AlertEvent) -> None:
-        if call(lambda: self._client.exists(keys.alert_recorded_key(event.event_id))):
+        if call(lambda: self.client.exists(keys.alert_recorded_key(event.event_id))):
             self.metrics.duplicates.inc()
             return
         if event.kind == "started" and self._snapshots is not None:
@@ -253,7 +221,7 @@ class AlertService:
         ):
             return
         assert self.publisher is not None
-        cursor = call(lambda: self._client.get(keys.ALERTS_FORWARDED)) or b"0-0"
+        cursor = call(lambda: self.client.get(keys.ALERTS_FORWARDED)) or b"0-0"
         entries = self._history.after(cursor, count=READ_COUNT)
         if not entries:
             return
@@ -269,4 +237,4 @@ class AlertService:
                     self.metrics.latency_seconds.observe(max(0.0, (time.time_ns() - event.ts_ns) / 1e9))
             else:
                 self.metrics.send_errors.inc()
-        call(lambda: self._client.set(keys.ALERTS_FORWARDED, entries[-1][0]))
+        call(lambda: self.client.set(keys.ALERTS_FORWARDED, entries[-1][0]))

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 
 import cv2
-import numpy as np
 import redis
 
 from shared import keys
-from shared.errors import SchemaError, StoreUnavailable
+from shared.errors import DecodeError, SchemaError, StoreUnavailable
+from shared.imaging import decode_bgr, draw_boxes
 from shared.redis import call
 from shared.schemas import AlertEvent, Frame
 
@@ -33,13 +33,10 @@ class SnapshotStore:
         frame = self._find(event.camera, event.seq)
         if frame is None:
             return GONE
-        image = self._image(frame)
-        if image is None:
+        try:
+            image = draw_boxes(decode_bgr(frame), [event.box], [f"{event.label} {event.score:.2f}"])
+        except DecodeError:
             return UNDECODABLE
-        x1, y1, x2, y2 = (round(v) for v in event.box)
-        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 0, 255), 2)
-        cv2.putText(image, f"{event.label} {event.score:.2f}", (x1, max(12, y1 - 5)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 255), 1)  # fmt: skip
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
         key = keys.snapshot_key(event.event_id)
         call(lambda: self._client.set(key, jpeg, ex=self._ttl_s))
@@ -57,9 +54,3 @@ class SnapshotStore:
             except (SchemaError, ValueError):
                 continue
         return None
-
-    @staticmethod
-    def _image(frame: Frame) -> np.ndarray | None:
-        if frame.codec == "raw":
-            return np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3).copy()
-        return cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)

@@ -8,7 +8,7 @@ Two loops read it:
 
 * ``bare``: ``cap.read()`` on every frame (decode and BGR conversion), and nothing else.
 * ``ingest``: a real :class:`ingest.service.IngestService` with the default ingest and camera
-  config (leases, heartbeat and camera status included). It grabs every frame, samples to 5 fps,
+  config (leases and camera status included). It grabs every frame, samples to 5 fps,
   retrieves and resizes to 640 px, encodes JPEG q85, and XADDs to Redis (database 14 by default;
   the script flushes it).
 

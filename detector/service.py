@@ -25,14 +25,11 @@ from detector.tracking import MultiCameraTracker
 from shared import keys
 from shared.config import DetectorConfig
 from shared.errors import SchemaError, StoreUnavailable
-from shared.leases import LeaseManager
-from shared.metrics import serve_metrics
 from shared.redis import call
 from shared.schemas import Detections, Frame
-from shared.service import Heartbeat, stop_on_signals
+from shared.service import LeasedService
 
 log = logging.getLogger(__name__)
-LEASE_GROUP = "detect"
 READ_COUNT = 16
 """Entries read per stream and call; a stream further behind jumps to its newest entry."""
 
@@ -75,7 +72,9 @@ class FrameReader:
         return entries
 
 
-class DetectorService:
+class DetectorService(LeasedService):
+    lease_group = "detect"
+
     def __init__(
         self,
         config: DetectorConfig,
@@ -86,20 +85,12 @@ class DetectorService:
         metrics: DetectorMetrics | None = None,
         max_frames: int | None = None,
     ) -> None:
-        self.config = config
-        self.instance = config.instance_id
-        self.cameras = sorted(cameras)
+        super().__init__(config, cameras, client=client, metrics=metrics or DetectorMetrics())
+        self.config: DetectorConfig = config
+        self.metrics: DetectorMetrics
         self.runner = runner
-        self.metrics = metrics or DetectorMetrics()
         self.metrics.model_loaded.set(1)
-        self._client = client
         self._max_frames = max_frames
-        self._leases = LeaseManager(
-            client, group=LEASE_GROUP, instance=self.instance, ttl_s=config.lease_ttl_s
-        )
-        self._heartbeat = Heartbeat(
-            client, service="detect", instance=self.instance, ttl_s=3 * config.lease_ttl_s
-        )
         self._reader = FrameReader(client)
         self._batcher = DynamicBatcher(
             max_batch=config.max_batch,
@@ -110,50 +101,36 @@ class DetectorService:
         self.tracker = MultiCameraTracker(config.tracker)
         self._handoff: queue.Queue[list[DecodedFrame] | None] = queue.Queue(maxsize=1)
         self._model_busy = threading.Event()
-        self._stop = threading.Event()
-        self._redis_ok = False
+        self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self.processed = 0
 
-    @property
-    def ready(self) -> bool:
-        """Model loaded (it is, once constructed) and Redis answered the last lease round."""
-        return self._redis_ok
+    # -- reader thread (the service loop) ------------------------------------------------------
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
-        inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
-        inference.start()
+    def on_start(self) -> None:
+        self._inference.start()
         log.info("detector %s starting: %s, %d cameras", self.instance, self.runner.name, len(self.cameras))
-        try:
-            with stop_on_signals(self.stop):
-                self._read_loop()
-        finally:
+
+    def on_gained(self, camera: str) -> None:
+        self.metrics.init_camera(camera)
+        for _camera, fields in self._reader.follow(camera):
+            self._offer(camera, fields)
+
+    def on_lost(self, camera: str) -> None:
+        self._reader.unfollow(camera)
+        self._batcher.forget(camera)
+        self.tracker.drop(camera)
+
+    def work(self, *, until: float) -> None:
+        """Read the owned streams (blocking at most until a batch is due or the next lease round),
+        offer the frames to the batcher, and hand a due batch to the model."""
+        for camera, fields in self._reader.read(self._block_ms(until)):
+            self._offer(camera, fields)
+        self._dispatch()
+
+    def on_stop(self) -> None:
+        if self._inference.is_alive():
             self._handoff.put(None)
-            inference.join(timeout=30)
-            self._release()
-            if server is not None:
-                server.close()
-
-    # -- reader thread -------------------------------------------------------------------------
-
-    def _read_loop(self) -> None:
-        next_lease_round = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() >= next_lease_round:
-                self._sync_leases()
-                next_lease_round = time.monotonic() + self._leases.renew_interval_s
-            try:
-                entries = self._reader.read(self._block_ms(next_lease_round))
-            except StoreUnavailable:
-                self._redis_ok = False
-                self._stop.wait(0.5)
-                continue
-            for camera, fields in entries:
-                self._offer(camera, fields)
-            self._dispatch()
+            self._inference.join(timeout=30)
 
     def _block_ms(self, next_lease_round: float) -> int:
         now = time.monotonic()
@@ -198,35 +175,6 @@ class DetectorService:
         if decoded:
             self._handoff.put(decoded)
 
-    def _sync_leases(self) -> None:
-        try:
-            owned = self._leases.sync(self.cameras)
-            self._redis_ok = self._heartbeat.beat()
-            for camera in sorted(owned - set(self._reader.cursors)):
-                self.metrics.init_camera(camera)
-                for _camera, fields in self._reader.follow(camera):
-                    self._offer(camera, fields)
-        except StoreUnavailable as error:
-            if self._redis_ok:
-                log.warning("lease round failed (%s); keeping %d cameras", error, len(self._reader.cursors))
-            self._redis_ok = False
-            return
-        for camera in set(self._reader.cursors) - owned:
-            log.info("camera %s: lease lost", camera)
-            self._reader.unfollow(camera)
-            self._batcher.forget(camera)
-            self.tracker.drop(camera)
-        self.metrics.cameras_owned.set(len(owned))
-
-    def _release(self) -> None:
-        try:
-            self._leases.release_all()
-        except StoreUnavailable:
-            log.warning(
-                "leases not released (redis unavailable); they expire in %.1fs", self.config.lease_ttl_s
-            )
-        self._heartbeat.clear()
-
     # -- inference thread ----------------------------------------------------------------------
 
     def _inference_loop(self) -> None:
@@ -261,7 +209,7 @@ class DetectorService:
 
     def _publish(self, messages: list[Detections]) -> None:
         def run() -> None:
-            pipe = self._client.pipeline(transaction=False)
+            pipe = self.client.pipeline(transaction=False)
             for message in messages:
                 pipe.xadd(
                     keys.DETECTIONS, message.encode(), maxlen=self.config.detections_maxlen, approximate=True

@@ -1,8 +1,2 @@
-"""Vigil's common code: config, message contracts, Redis names and helpers, metrics, logs."""
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("vigil")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+local"
+"""Vigil's common ground, which every service stands on: config, message contracts, Redis names and
+helpers, leases, the service loop, metrics and logs. It imports no service."""

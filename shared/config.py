@@ -28,7 +28,7 @@ from shared.schemas import CAMERA_ID
 ENV_PREFIX = "VIGIL_"
 ENV_NOT_CONFIG = {"VIGIL_CONFIG", "VIGIL_ALLOCATOR", "VIGIL_RUNTIME_TUNED"}
 """``VIGIL_*`` variables that are not field overrides: the config file, the process settings of
-``shared/runtime.py`` (``VIGIL_TEST_*`` are also left alone)."""
+``vigil/runtime.py`` (``VIGIL_TEST_*`` are also left alone)."""
 
 
 class _Section(BaseModel):

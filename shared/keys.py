@@ -28,11 +28,6 @@ def members_key(group: str) -> str:
     return f"{PREFIX}:members:{group}"
 
 
-def heartbeat_key(service: str, instance: str) -> str:
-    """Expiring key a service refreshes while healthy (``vigil <svc> --check`` reads it)."""
-    return f"{PREFIX}:heartbeat:{service}:{instance}"
-
-
 def alert_recorded_key(event_id: str) -> str:
     """Set (with a TTL) when an event enters ``vigil:alerts``: a replayed event is recorded once."""
     return f"{PREFIX}:alert:recorded:{event_id}"

@@ -49,9 +49,14 @@ def write_status(client: redis.Redis, status: CameraStatus) -> None:
     call(run)
 
 
+def registered_cameras(client: redis.Redis) -> list[str]:
+    """Ids of every camera with a registry entry, sorted."""
+    return sorted(m.decode() for m in call(lambda: client.smembers(keys.CAMERAS)))
+
+
 def read_statuses(client: redis.Redis) -> list[CameraStatus]:
     """All registered cameras' status, sorted by camera id; vanished entries are pruned."""
-    cameras = sorted(m.decode() for m in call(lambda: client.smembers(keys.CAMERAS)))
+    cameras = registered_cameras(client)
     pipe = client.pipeline(transaction=False)
     for camera in cameras:
         pipe.hgetall(keys.camera_key(camera))

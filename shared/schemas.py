@@ -22,6 +22,8 @@ CAMERA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SIDE_PX = 16384
 Codec = Literal["jpeg", "raw"]
 Fields = Mapping[bytes | str, bytes | str]
+Box = tuple[float, float, float, float]
+"""x1, y1, x2, y2: in pixels of the source frame, or in 0-1 of its size where a name says ``norm``."""
 
 
 def _text(value: bytes | str) -> str:
@@ -145,7 +147,7 @@ class Detection:
     label: str
     class_id: int
     score: float
-    box: tuple[float, float, float, float]
+    box: Box
     track_id: int | None = None
 
     @classmethod
@@ -234,8 +236,8 @@ class AlertEvent:
     camera: str
     label: str
     score: float
-    box: tuple[float, float, float, float]
-    box_norm: tuple[float, float, float, float]
+    box: Box
+    box_norm: Box
     track_id: int | None
     first_seen_ns: int
     ts_ns: int

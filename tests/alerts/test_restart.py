@@ -45,7 +45,7 @@ def expected_ids(messages: list) -> set[str]:
 
 
 def start(config: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "shared.cli", "alerts", "-c", str(config)]
+    command = [sys.executable, "-m", "vigil", "alerts", "-c", str(config)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

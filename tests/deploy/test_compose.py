@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -387,6 +388,15 @@ def test_dockerfile_sets_the_allocator_and_runtime_settings() -> None:
     workdir = next(arguments for keyword, arguments in reversed(final) if keyword == "WORKDIR")
     default_config = PurePosixPath(env["VIGIL_CONFIG"]).relative_to(workdir)
     assert (ROOT / default_config).is_file()
+
+
+def test_dockerfile_builds_every_package_the_distribution_ships() -> None:
+    """A package added to pyproject.toml (``vigil/`` after the move of the CLI) but not copied into
+    the builder stage would install an image whose ``vigil`` command fails to import."""
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = {pattern.rstrip("*") for pattern in found["include"]}
+    builder = dockerfile_stages()[0]
+    assert packages <= set(copy_sources(builder)), packages - set(copy_sources(builder))
 
 
 def test_dockerignore_keeps_what_the_image_copies() -> None:

@@ -121,7 +121,7 @@ def _panels_without_data(prometheus: str) -> list[str]:
 def test_every_dashboard_panel_has_data_while_the_demo_runs(prometheus: tuple[str, int]) -> None:
     url, first_port = prometheus
     demo = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "demo", "--metrics-port", str(first_port)],
+        [sys.executable, "-m", "vigil", "demo", "--metrics-port", str(first_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     output: list[str] = []

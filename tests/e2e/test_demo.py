@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``vigil demo`` with no Redis configured (so on an embedded one), as on a fresh machine."""
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "demo", *args],
+        [sys.executable, "-m", "vigil", "demo", *args],
         capture_output=True, text=True, timeout=280, env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -23,7 +23,7 @@ import zmq
 from alerts.history import history_since
 from detector.tracking.iou_tracker import iou_matrix
 from shared import keys
-from shared.demo import SAMPLE
+from vigil.demo import SAMPLE
 from shared.redis import free_port
 from shared.schemas import AlertEvent, Frame
 
@@ -59,7 +59,7 @@ def services(redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> Itera
     def start(service: str) -> None:
         log = (tmp_path / f"{service}.log").open("wb")
         procs[service] = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", service, "-c", str(config)],
+            [sys.executable, "-m", "vigil", service, "-c", str(config)],
             env={**os.environ, "VIGIL_LOGGING_LEVEL": "INFO"}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

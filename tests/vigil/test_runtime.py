@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from shared.runtime import keep_glibc_memory, tcmalloc_path
+from vigil.runtime import keep_glibc_memory, tcmalloc_path
 
 PROBE = (
-    "import os, sys; from shared.runtime import tune_for_torch; "
+    "import os, sys; from vigil.runtime import tune_for_torch; "
     "tune_for_torch(['-c', sys.argv[-1]]); "
     "maps = open('/proc/self/maps').read(); "
     "print(os.environ['OMP_WAIT_POLICY'], 'tcmalloc' in maps)"

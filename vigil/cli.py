@@ -1,0 +1,430 @@
+"""``vigil``: the command line.
+
+Each command is two small functions side by side: ``add_<name>`` registers its sub-parser and
+options, ``cmd_<name>`` parses nothing more, loads config, builds what it needs and runs it. Heavy
+imports (cv2, torch, a service) happen inside the command that needs them, so ``vigil --help`` and
+``vigil alerts --help`` are instant. The commands that run PyTorch re-execute themselves once with
+the process settings of :mod:`vigil.runtime`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from shared.config import ServiceConfig, VigilConfig, load_config
+from shared.errors import ConfigError, StoreUnavailable
+from shared.logs import register_url_secrets, setup_logging
+from vigil import __version__
+from vigil.console import cameras_table, describe, parse_duration
+from vigil.runtime import tune_for_torch
+
+Commands = Any  # argparse's private _SubParsersAction
+Handler = Callable[[argparse.Namespace], int]
+DEFAULT_SUBSCRIBE_ENDPOINT = "tcp://127.0.0.1:5556"
+WEIGHTS_HELP = "checkpoint file (.pt)"
+
+
+def _load(args: argparse.Namespace) -> VigilConfig:
+    """The config file (or defaults), with every URL's secret registered for redaction, and logging."""
+    config = load_config(args.config)
+    register_url_secrets(config.redis.url)
+    for camera in config.cameras:
+        register_url_secrets(camera.url)
+    setup_logging(config.logging.level, config.logging.format)
+    return config
+
+
+def _command(
+    commands: Commands, name: str, help_text: str, handler: Handler, *, config: bool = False
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    if config:
+        parser.add_argument("-c", "--config", help="YAML config file (default: $VIGIL_CONFIG, else defaults)")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _service_command(
+    commands: Commands, name: str, help_text: str, handler: Handler
+) -> argparse.ArgumentParser:
+    parser = _command(commands, name, help_text, handler, config=True)
+    parser.add_argument(
+        "--check", action="store_true", help=f"health check: exit 0 if the local {name} service is ready"
+    )
+    return parser
+
+
+def _check_ready(service: ServiceConfig) -> int:
+    """Exit code for a container HEALTHCHECK: 0 when the local service answers /readyz."""
+    if service.metrics_port is None:
+        print("vigil: --check needs metrics_port (the /readyz endpoint)", file=sys.stderr)
+        return 2
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/readyz", timeout=3) as reply:
+            return 0 if reply.status == 200 else 1
+    except (urllib.error.URLError, OSError):
+        return 1
+
+
+def _model_command(handler: Handler) -> Handler:
+    """A checkpoint or weights file that will not load is reported in one line, not a traceback."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from detector.models.errors import ModelLoadError
+
+        try:
+            return handler(args)
+        except ModelLoadError as error:
+            print(f"vigil: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+# -- services ----------------------------------------------------------------------------------
+
+
+def add_ingest(commands: Commands) -> None:
+    parser = _service_command(commands, "ingest", "Read cameras and publish sampled frames to Redis streams.",
+                              cmd_ingest)  # fmt: skip
+    parser.add_argument("--burst", action="store_true", help="exit once every camera has finished")
+    parser.add_argument("--max-frames", type=int, help="per camera: stop after publishing this many frames")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.ingest)
+    from ingest.service import IngestService
+    from shared.redis import connect
+
+    IngestService(
+        config.ingest, config.cameras, client=connect(config.redis), burst=args.burst,
+        max_frames=args.max_frames,
+    ).run()  # fmt: skip
+    return 0
+
+
+def add_detect(commands: Commands) -> None:
+    parser = _service_command(
+        commands, "detect", "Detect and track objects in the frames of the cameras this replica owns.",
+        _model_command(cmd_detect),
+    )  # fmt: skip
+    parser.add_argument("--max-frames", type=int, help="exit after processing this many frames")
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.detector)
+    from detector.runner import DetectorRunner
+    from detector.service import DetectorService
+    from shared.redis import connect
+    from shared.registry import registered_cameras
+
+    client = connect(config.redis)
+    cameras = [camera.id for camera in config.cameras if camera.enabled]
+    if not cameras:
+        cameras = registered_cameras(client)
+        print(f"vigil detect: no cameras in the config; using the {len(cameras)} in the registry",
+              file=sys.stderr)  # fmt: skip
+    runner = DetectorRunner.from_config(config.detector)
+    DetectorService(config.detector, cameras, client=client, runner=runner, max_frames=args.max_frames).run()
+    return 0
+
+
+def add_alerts(commands: Commands) -> None:
+    _service_command(
+        commands, "alerts", "Apply alert rules to detections; publish events over ZeroMQ and keep a history.",
+        cmd_alerts,
+    )  # fmt: skip
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.alerts)
+    from alerts.service import AlertService
+    from shared.redis import connect
+
+    AlertService(config.alerts, config.cameras, client=connect(config.redis)).run()
+    return 0
+
+
+# -- operators ---------------------------------------------------------------------------------
+
+
+def add_subscribe(commands: Commands) -> None:
+    parser = _command(
+        commands, "subscribe", "Print alert events as they happen (after replaying history with --since).",
+        cmd_subscribe, config=True,
+    )  # fmt: skip
+    parser.add_argument(
+        "--endpoint", action="append", default=None,
+        help=f"alerts service to connect to (repeatable; default {DEFAULT_SUBSCRIBE_ENDPOINT})",
+    )  # fmt: skip
+    parser.add_argument("--camera", action="append", default=[], help="only this camera (repeatable)")
+    parser.add_argument("--label", action="append", default=[], help="only this label (repeatable)")
+    parser.add_argument("--since", help="first replay the history of this long ago: 90s, 10m, 2h")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--client-key", help="CURVE: this subscriber's secret key file")
+    parser.add_argument("--server-key", help="CURVE: the alerts service's public key file")
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from alerts.subscriber import AlertSubscriber, ClientCurve
+    from shared.redis import connect
+
+    config = _load(args)
+    curve = ClientCurve(args.client_key, args.server_key) if args.client_key else None
+    history = connect(config.redis) if args.since else None
+    since_s = parse_duration(args.since) if args.since else None
+    endpoints = args.endpoint or [DEFAULT_SUBSCRIBE_ENDPOINT]
+    with AlertSubscriber(endpoints, cameras=args.camera, labels=args.label, history=history,
+                         since_s=since_s, curve=curve) as subscriber:  # fmt: skip
+        try:
+            for event in subscriber.events():
+                print(event.to_json() if args.json else describe(event), flush=True)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def add_cameras(commands: Commands) -> None:
+    parser = _command(commands, "cameras", "Show every camera's status from the Redis registry.", cmd_cameras,
+                      config=True)  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from shared.redis import connect
+    from shared.registry import read_statuses
+
+    statuses = read_statuses(connect(_load(args).redis))
+    print(
+        json.dumps([status.__dict__ for status in statuses], indent=2)
+        if args.json
+        else cameras_table(statuses)
+    )
+    return 0
+
+
+def add_demo(commands: Commands) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="Run ingest, detect and alerts on the bundled sample clip and print the alerts.",
+        description="Run the whole pipeline on the bundled sample (samples/pistols.mp4) in one process, with "
+        "$VIGIL_REDIS_URL if it answers, else an embedded Redis; print alerts as they happen and a summary.",
+    )
+    parser.add_argument("--sample", help="video file to play instead (e.g. ../shared/data/videos/vtest.avi)")
+    parser.add_argument("--cameras", type=int, default=1, help="how many simulated cameras play the clip")
+    parser.add_argument("--weights", help="detector checkpoint (default: the shipped pistol detector)")
+    parser.add_argument("--video", help="also write the first camera's frames, annotated, to this .mp4")
+    parser.add_argument("--json", action="store_true", help="alerts as JSON lines")
+    parser.add_argument(
+        "--metrics-port", type=int,
+        help="serve the ingest, detector and alerts metrics on this port and the next two",
+    )  # fmt: skip
+    parser.set_defaults(handler=_model_command(cmd_demo))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vigil.demo import DemoOptions, run_demo
+
+    setup_logging("WARNING")
+    return run_demo(DemoOptions(
+        sample=args.sample, cameras=args.cameras, as_json=args.json, video=args.video, weights=args.weights,
+        metrics_port=args.metrics_port,
+    ))  # fmt: skip
+
+
+# -- models ------------------------------------------------------------------------------------
+
+
+def _load_detector(weights: str, device: str, score_thresh: float | None = None):  # type: ignore[no-untyped-def]
+    """The checkpoint's detector on ``device``, with an optional score threshold."""
+    from detector.models.checkpoint import Checkpoint
+
+    from detector.device import pick_device
+
+    checkpoint = Checkpoint.load(weights)
+    model = checkpoint.build().to(pick_device(device))
+    if score_thresh is not None:
+        model.score_thresh = score_thresh
+    return checkpoint, model
+
+
+def add_train(commands: Commands) -> None:
+    parser = _command(
+        commands, "train", "Train a detector on a YOLO-format data set.", _model_command(cmd_train)
+    )
+    parser.add_argument("--data", required=True, help="data.yaml (YOLO format)")
+    parser.add_argument("--model", default="yolo_lite0", help="model recipe (see `vigil models`)")
+    parser.add_argument("--img", type=int, default=416, help="input size (square, multiple of 32)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--trainable-stages", type=int, default=3, help="backbone stages to train, of 5")
+    parser.add_argument("--workers", type=int, default=2, help="data loading processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics, curves)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt (else from --init)")
+    parser.add_argument(
+        "--init", help="with --resume and no state.pt: continue from this checkpoint's weights"
+    )
+    parser.add_argument("--cache", default="runs/cache", help="folder for the pre-resized images")
+    parser.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from detector.training.train import TrainConfig, Trainer
+
+    setup_logging("INFO")
+    trainer = Trainer(TrainConfig(
+        data=args.data, model=args.model, input_size=args.img, epochs=args.epochs, batch_size=args.batch,
+        lr=args.lr, trainable_stages=args.trainable_stages, workers=args.workers, out_dir=args.out,
+        cache_dir=args.cache, device=args.device, max_train_batches=args.max_batches,
+    ))  # fmt: skip
+    if args.resume and not trainer.resume() and args.init:
+        trainer.warm_start(args.init)
+    print(f"best checkpoint: {trainer.fit()}")
+    return 0
+
+
+def add_models(commands: Commands) -> None:
+    _command(commands, "models", "EfficientNet B0-B7 scaling table and detector recipes.", cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from detector.models.backbones import compound_scaling_table
+    from detector.models.registry import RECIPES
+
+    print("EfficientNet compound scaling (depth d, width w, resolution r = α^φ, β^φ, γ^φ):")
+    print(f"{'backbone':<20} {'w':>4} {'d':>4} {'res':>5} {'params':>11} {'GMACs@res':>10}")
+    for row in compound_scaling_table():
+        print(
+            f"{row['name']:<20} {row['width']:>4} {row['depth']:>4} {row['resolution']:>5} "
+            f"{row['params']:>11,} {row['gmacs']:>10.3f}"
+        )
+    print("\nDetector recipes (vigil train --model NAME):")
+    for name, recipe in RECIPES.items():
+        print(f"  {name:<20} {recipe.arch:<12} {recipe.backbone}")
+    return 0
+
+
+def add_eval(commands: Commands) -> None:
+    parser = _command(commands, "eval", "COCO mAP, precision/recall and speed of a checkpoint.",
+                      _model_command(cmd_eval))  # fmt: skip
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("--data", required=True, help="data.yaml (YOLO format)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--score-thresh", type=float, default=0.4, help="operating point for P/R")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--plot", help="write the PR curve PNG here")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from detector.training.datasets import DataSpec, YoloDataset
+    from detector.training.evaluate import evaluate, plot_pr_curve
+
+    setup_logging("WARNING")
+    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=0.001)
+    spec = DataSpec.load(args.data)
+    if args.split not in spec.splits:
+        print(f"vigil: {args.data} has no {args.split!r} split", file=sys.stderr)
+        return 2
+    report = evaluate(
+        model, YoloDataset(spec.splits[args.split]), checkpoint.class_names, batch_size=args.batch,
+        score_thresh=args.score_thresh, device=next(model.parameters()).device,
+    )  # fmt: skip
+    print(json.dumps({"weights": args.weights, "split": args.split, **report.summary()}, indent=2))
+    if args.plot:
+        print(f"PR curve: {plot_pr_curve(report, args.plot, title=f'{checkpoint.name} on {args.split}')}")
+    return 0
+
+
+def add_predict(commands: Commands) -> None:
+    parser = _command(
+        commands, "predict", "Annotate images, a folder or a video.", _model_command(cmd_predict)
+    )
+    parser.add_argument("source", help="image, folder of images, or video file")
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--score-thresh", type=float, default=0.4)
+    parser.add_argument("--device", default="auto")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from detector.predict import predict
+
+    setup_logging("WARNING")
+    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=args.score_thresh)
+    count = predict(model, args.source, args.out, checkpoint.class_names)
+    print(f"annotated {count} image(s) or frame(s) into {args.out}")
+    return 0
+
+
+def add_export(commands: Commands) -> None:
+    parser = _command(commands, "export", "Export a YOLO checkpoint to ONNX or TorchScript.",
+                      _model_command(cmd_export))  # fmt: skip
+    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("--out", required=True, help="output file")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from detector.export import export_onnx, export_torchscript
+
+    setup_logging("WARNING")
+    _checkpoint, model = _load_detector(args.weights, "cpu")
+    exporter = export_onnx if args.format == "onnx" else export_torchscript
+    parity = exporter(model, args.out)
+    print(
+        f"wrote {args.out}; max |diff| vs eager: scores {parity.scores:.2e}, boxes {parity.boxes_px:.2e} px"
+    )
+    return 0 if parity.ok() else 1
+
+
+COMMANDS = (
+    add_ingest, add_detect, add_alerts, add_subscribe, add_cameras, add_demo,
+    add_train, add_models, add_eval, add_predict, add_export,
+)  # fmt: skip
+TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vigil",
+        description="Vigil: streaming video surveillance. Cameras -> ingest -> Redis -> detector -> alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if argv is None and args.command in TORCH_COMMANDS:
+        tune_for_torch(["-m", "vigil", *sys.argv[1:]])
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"vigil: {error}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as error:
+        print(f"vigil: {error}", file=sys.stderr)
+        return 3
+    except FileNotFoundError as error:
+        print(f"vigil: file not found: {error.filename}", file=sys.stderr)
+        return 2
