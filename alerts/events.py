@@ -13,9 +13,8 @@ import json
 from typing import Literal
 
 from shared.config import AlertRuleConfig
-from shared.schemas import AlertEvent, Detection
+from shared.schemas import AlertEvent, Box, Detection
 
-Box = tuple[float, float, float, float]
 EventKind = Literal["started", "ended"]
 EVENT_ID_HEX = 20
 

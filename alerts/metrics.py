@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-SUPPRESS_REASONS = ("score", "persistence", "zone", "cooldown")
-
 
 class AlertsMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -40,6 +38,14 @@ class AlertsMetrics:
         )  # fmt: skip
         self.malformed = Counter(
             "vigil_alerts_malformed", "Detections entries skipped, by reason", ["reason"], registry=r
+        )
+        self.stale = Counter(
+            "vigil_alerts_stale_detections",
+            "Detections entries ignored as replays or out of order (no newer seq or ts_ns), by camera",
+            ["camera"], registry=r,
+        )  # fmt: skip
+        self.rule_states = Gauge(
+            "vigil_alerts_rule_states", "(rule, camera, track) states the rules engine holds", registry=r
         )
         self.cameras_owned = Gauge("vigil_alerts_cameras_owned", "Cameras this replica evaluates", registry=r)
         self.forwarding = Gauge(

@@ -16,7 +16,7 @@ The k-of-n window counts the frames that reach the engine (every ``Detections`` 
 camera, with or without objects), not sequence numbers: frames the detector skipped are no
 evidence either way. Tentative tracks (``track_id is None``) cannot build persistence and are
 ignored. A message whose ``seq`` and ``ts_ns`` are both no newer than the camera's last one is a
-replay or out of order and is ignored whole (counted in ``stale_messages``).
+replay or out of order and is ignored whole (reported through ``on_stale``).
 
 Memory: state exists only for tracks that qualified. :meth:`process` forgets a track once it can no
 longer change an outcome (no open alert, no qualifying frame left in its window, cooldown over,
@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from alerts.events import alert_event, normalise_box
-from alerts.zones import Box, Zone
+from alerts.zones import Zone
 from shared.config import AlertRuleConfig
-from shared.schemas import AlertEvent, Detection, Detections
+from shared.schemas import AlertEvent, Box, Detection, Detections
 
 SuppressReason = Literal["score", "zone", "persistence", "cooldown"]
 OnSuppressed = Callable[[str, str, SuppressReason], None]
+OnStale = Callable[[str], None]
 
 
 def _ns(seconds: float) -> int:
@@ -83,6 +84,8 @@ class RuleEngine:
 
     ``on_suppressed(rule, label, reason)`` is called at most once per object, rule and frame for
     objects of a label the rule watches that did not start an alert (and are not part of an open one).
+    ``on_stale(camera)`` is called for each message ignored as a replay or out of order. Rule names
+    are unique (``AlertsConfig`` checks it): they key the per-track state and the event ids.
     """
 
     def __init__(
@@ -91,21 +94,18 @@ class RuleEngine:
         zones: Mapping[str, Mapping[str, Zone]],
         *,
         on_suppressed: OnSuppressed | None = None,
+        on_stale: OnStale | None = None,
     ) -> None:
-        names = [rule.name for rule in rules]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"alert rule names must be unique: {', '.join(duplicates)}")
         self._rules = tuple(rules)
         self._rule_by_name = {rule.name: rule for rule in rules}
         self._zones = {camera: dict(by_name) for camera, by_name in zones.items()}
         self._on_suppressed = on_suppressed
+        self._on_stale = on_stale
         self._cameras: dict[str, _CameraState] = {}
-        self.stale_messages = 0
 
     @property
     def tracked(self) -> int:
-        """How many (rule, camera, track) states are held (for tests and a gauge)."""
+        """How many (rule, camera, track) states are held (the memory the engine holds)."""
         return sum(len(camera.tracks) for camera in self._cameras.values())
 
     def zones_for(self, rule: AlertRuleConfig, camera: str) -> tuple[Zone, ...] | None:
@@ -162,7 +162,8 @@ class RuleEngine:
         if camera is None:
             camera = self._cameras[message.camera] = _CameraState(seq=message.seq, ts_ns=message.ts_ns)
         elif message.seq <= camera.seq and message.ts_ns <= camera.ts_ns:
-            self.stale_messages += 1
+            if self._on_stale is not None:
+                self._on_stale(message.camera)
             return None
         else:
             camera.seq = message.seq

@@ -70,7 +70,10 @@ class AlertService(LeasedService):
         super().__init__(config, enabled, client=client, metrics=metrics or AlertsMetrics())
         self.config: AlertsConfig = config
         self.metrics: AlertsMetrics
-        self.engine = RuleEngine(config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress)
+        self.engine = RuleEngine(
+            config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress,
+            on_stale=lambda camera: self.metrics.stale.labels(camera).inc(),
+        )  # fmt: skip
         self._warmup_ms = int(warmup_s * 1000)
         self._forward_grace_s = forward_grace_s
         self._history = AlertHistory(client, maxlen=config.history_maxlen)
@@ -102,6 +105,7 @@ class AlertService(LeasedService):
         self._forward()
         self._unrecorded += self.engine.sweep(time.time_ns())
         self._record_pending()
+        self.metrics.rule_states.set(self.engine.tracked)
 
     def on_stop(self) -> None:
         try:

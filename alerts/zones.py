@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from shared.config import CameraConfig
+from shared.schemas import Box
 
 Point = tuple[float, float]
-Box = tuple[float, float, float, float]
 
 # Distance (in frame fractions) within which a point counts as lying on an edge: far below a pixel.
 BORDER_EPS = 1e-9

@@ -46,10 +46,6 @@ class FramePublisher:
         self._retry_at = 0.0
         self.next_seq = 0
 
-    @property
-    def available(self) -> bool:
-        return self._failures == 0
-
     def take_seq(self) -> int:
         seq = self.next_seq
         self.next_seq += 1

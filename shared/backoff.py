@@ -1,14 +1,11 @@
-"""Retry policy as a value: exponential backoff with full jitter, and one retry helper."""
+"""Retry policy as a value: exponential backoff with full jitter (camera reconnects, the
+publisher's Redis back-off)."""
 
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
-
-T = TypeVar("T")
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -36,29 +33,3 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         ceiling = self.ceiling(attempt)
         return ceiling if self.jitter == "none" else self.rng.uniform(0.0, ceiling)
-
-
-def retry(
-    op: Callable[[], T],
-    *,
-    backoff: Backoff,
-    retry_on: tuple[type[BaseException], ...],
-    stop: threading.Event,
-    on_failure: Callable[[BaseException, int, float], None] | None = None,
-) -> T | None:
-    """Call ``op`` until it succeeds or ``stop`` is set; returns ``None`` when stopped.
-
-    Between attempts it waits ``backoff.delay(attempt)`` (interruptibly) and calls
-    ``on_failure(error, attempt, delay)`` first, for logging and metrics.
-    """
-    attempt = 0
-    while not stop.is_set():
-        try:
-            return op()
-        except retry_on as error:
-            delay = backoff.delay(attempt)
-            if on_failure is not None:
-                on_failure(error, attempt, delay)
-            attempt += 1
-            stop.wait(delay)
-    return None

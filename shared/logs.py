@@ -53,11 +53,6 @@ def register_url_secrets(url: str) -> None:
         _known_secrets.update({password, unquote(password)})
 
 
-def public_url(url: str) -> str:
-    """The URL as it may be shown: credentials masked."""
-    return redact(url)
-
-
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

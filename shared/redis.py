@@ -1,14 +1,12 @@
-"""Redis connections: one client factory, error translation, waiting with backoff, and an
-embedded server for machines where none is configured."""
+"""Redis connections: one client factory, error translation, and an embedded server for
+machines where none is configured."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +16,9 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from shared.backoff import Backoff, retry
 from shared.config import RedisConfig
 from shared.errors import StoreUnavailable
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 """What a Redis client raises while the server is down, restarting or still loading its data."""
@@ -51,23 +47,6 @@ def call(op: Callable[[], T]) -> T:
         return op()
     except REDIS_DOWN as error:
         raise StoreUnavailable(f"redis unavailable: {type(error).__name__}") from error
-
-
-def wait_for_redis(client: redis.Redis, *, stop: threading.Event, backoff: Backoff | None = None) -> bool:
-    """Block until Redis answers PING (True) or ``stop`` is set (False), with backoff."""
-
-    def warn(error: BaseException, attempt: int, delay: float) -> None:
-        log.warning("redis not answering (%s); retry %d in %.1fs", error, attempt + 1, delay)
-
-    return bool(
-        retry(
-            lambda: call(client.ping),
-            backoff=backoff or Backoff(base=0.2, cap=5.0),
-            retry_on=(StoreUnavailable,),
-            stop=stop,
-            on_failure=warn,
-        )
-    )
 
 
 def answers(url: str, timeout_s: float = 1.0) -> bool:

@@ -21,6 +21,9 @@ from tests.support.services import wait_for
 
 CAMERAS = ["cam-1", "cam-2", "cam-3", "cam-4"]
 TTL_S = 2.0
+FAILOVER_BOUND_S = TTL_S + TTL_S / 3 + 2.0
+"""The contract: a dead replica's leases expire after the TTL and a survivor's next lease round
+(every TTL/3) takes them; 2 s more for the first frames through a loaded 2-core CI machine."""
 pytestmark = pytest.mark.slow
 
 
@@ -54,7 +57,7 @@ def test_replicas_split_cameras_and_fail_over(
     }))  # fmt: skip
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "detect", "-c", str(config)],
+            [sys.executable, "-m", "vigil", "detect", "-c", str(config)],
             env={**os.environ, "VIGIL_DETECTOR_INSTANCE": name, "VIGIL_DETECTOR_TORCH_THREADS": "1"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -78,7 +81,7 @@ def test_replicas_split_cameras_and_fail_over(
 
         assert wait_for(all_served_after_kill, TTL_S + 10)
         took = time.monotonic() - killed
-        assert took <= TTL_S + 1.0, f"failover took {took:.2f}s"
+        assert took <= FAILOVER_BOUND_S, f"failover took {took:.2f}s"
     finally:
         for proc in procs:
             proc.kill()

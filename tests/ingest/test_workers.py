@@ -21,6 +21,9 @@ from tests.support.services import wait_for
 
 CAMERAS = ["cam-1", "cam-2", "cam-3", "cam-4"]
 TTL_S = 2.0
+FAILOVER_BOUND_S = TTL_S + TTL_S / 3 + 2.0
+"""The contract: a dead worker's leases expire after the TTL and a survivor's next lease round
+(every TTL/3) takes them; 2 s more for the first frames through a loaded 2-core CI machine."""
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_two_workers_split_four_cameras_and_survive_a_kill(
 
     assert wait_for(all_served_by_survivor, TTL_S + 5)
     took = time.monotonic() - killed
-    assert took <= TTL_S + 1.0, f"failover took {took:.2f}s"
+    assert took <= FAILOVER_BOUND_S, f"failover took {took:.2f}s"
 
 
 def test_sigterm_releases_leases_and_exits_zero(

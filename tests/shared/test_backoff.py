@@ -1,9 +1,8 @@
 import random
-import threading
 
 import pytest
 
-from shared.backoff import Backoff, retry
+from shared.backoff import Backoff
 
 
 def test_full_jitter_delays_are_exact_for_a_seeded_source() -> None:
@@ -24,32 +23,3 @@ def test_no_jitter_is_the_ceiling_and_huge_attempts_do_not_overflow() -> None:
 def test_invalid_policy_is_refused() -> None:
     with pytest.raises(ValueError):
         Backoff(base=2.0, cap=1.0)
-
-
-def test_retry_until_success_reports_each_failure() -> None:
-    calls: list[int] = []
-    failures: list[tuple[int, float]] = []
-
-    def op() -> str:
-        calls.append(1)
-        if len(calls) < 3:
-            raise TimeoutError("not yet")
-        return "done"
-
-    result = retry(
-        op,
-        backoff=Backoff(base=0.001, cap=0.002, jitter="none"),
-        retry_on=(TimeoutError,),
-        stop=threading.Event(),
-        on_failure=lambda _e, attempt, delay: failures.append((attempt, delay)),
-    )
-    assert result == "done"
-    assert failures == [(0, 0.001), (1, 0.002)]
-
-
-def test_retry_stops_when_asked_and_lets_other_errors_through() -> None:
-    stop = threading.Event()
-    stop.set()
-    assert retry(lambda: 1, backoff=Backoff(), retry_on=(OSError,), stop=stop) is None
-    with pytest.raises(KeyError):
-        retry(lambda: {}["x"], backoff=Backoff(), retry_on=(OSError,), stop=threading.Event())

@@ -75,6 +75,10 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
         ("cameras:\n  - {id: a, url: 'rtsp://h/s', loop: true}\n", "loop applies to file sources"),
         ("ingest: {reconnect_base_s: 5, reconnect_cap_s: 1}\n", "reconnect_cap_s"),
         ("redis: {url: 'http://nope'}\n", "redis.url"),
+        (
+            "alerts:\n  rules:\n    - {name: gun, labels: [pistol]}\n    - {name: gun, labels: [knife]}\n",
+            "rules[1].name 'gun' is used twice",
+        ),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
