@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench.frames import vtest_jpegs
-from detector.models.registry import Checkpoint
+from detector.models.checkpoint import Checkpoint
 from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from shared.schemas import Frame
 

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from detector.models.registry import MODELS, build_model
+from detector.models.registry import RECIPES, build_model
 from detector.predict import to_tensor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +162,7 @@ def describe_frames(frames: Sequence[np.ndarray]) -> str:
 # -- the detectors under test --------------------------------------------------------------------
 
 
-class Detector(Protocol):
+class TimedModel(Protocol):
     name: str
 
     def __call__(self, frames: list[np.ndarray], stages: dict[str, float]) -> int:
@@ -271,10 +271,10 @@ def ssd_sanity(net: Any, frames: Sequence[np.ndarray], sizes: Sequence[int]) -> 
 
 def build_torch(name: str, size: int, *, channels_last: bool) -> nn.Module:
     options: dict[str, Any] = {"score_thresh": SCORE_THRESH}
-    if name.startswith("frcnn"):
+    if RECIPES[name].arch == "faster_rcnn":
         options["proposals"] = FRCNN_PROPOSALS
     with _quiet_logging():
-        model, _, _ = build_model(name, num_classes=1, input_size=size, pretrained=True, **options)
+        model = build_model(name, class_names=("pistol",), input_size=size, pretrained=True, **options)
     model.eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -380,7 +380,7 @@ class Sample:
     detections: int
 
 
-def measure(detector: Detector, frames: list[np.ndarray], batch: int) -> Sample:
+def measure(detector: TimedModel, frames: list[np.ndarray], batch: int) -> Sample:
     stages: dict[str, float] = {}
     detections = 0
     started = time.perf_counter()
@@ -418,7 +418,7 @@ class Cell:
         return statistics.median(sample.detections / self.frames for sample in self.samples)
 
 
-def interleaved(detectors: Sequence[Detector], repeats: int) -> Iterator[tuple[int, Detector]]:
+def interleaved(detectors: Sequence[TimedModel], repeats: int) -> Iterator[tuple[int, TimedModel]]:
     """Round-robin over the detectors, the starting one rotated each repeat."""
     for repeat in range(repeats):
         shift = repeat % len(detectors)
@@ -427,7 +427,7 @@ def interleaved(detectors: Sequence[Detector], repeats: int) -> Iterator[tuple[i
 
 
 def run_group(
-    detectors: Sequence[Detector],
+    detectors: Sequence[TimedModel],
     frames: list[np.ndarray],
     *,
     size: int,
@@ -446,8 +446,8 @@ def run_group(
 
 def detectors_at(
     names: Sequence[str], size: int, frames: list[np.ndarray], args: argparse.Namespace, ssd_net: Any
-) -> list[Detector]:
-    detectors: list[Detector] = []
+) -> list[TimedModel]:
+    detectors: list[TimedModel] = []
     for name in names:
         if name == SSD:
             detectors.append(SSDDetector(ssd_net, size))
@@ -590,7 +590,7 @@ def print_header(args: argparse.Namespace, frames: list[np.ndarray], names: Sequ
     print(f"models: {', '.join(names)}")
 
 
-def describe_models(detectors: Sequence[Detector], size: int) -> None:
+def describe_models(detectors: Sequence[TimedModel], size: int) -> None:
     for detector in detectors:
         if isinstance(detector, TorchDetector):
             params = sum(p.numel() for p in detector.model.parameters()) / 1e6
@@ -718,9 +718,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.repeats, args.warmup, args.variant_rounds = 2, 1, min(args.variant_rounds, 1)
     if args.tcmalloc and not Path(TCMALLOC).is_file():
         parser.error(f"--tcmalloc: {TCMALLOC} not found (tools/system-deps.sh installs it)")
-    unknown = [name for name in args.models if name != SSD and name not in MODELS]
+    unknown = [name for name in args.models if name != SSD and name not in RECIPES]
     if unknown:
-        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(MODELS)}, {SSD}")
+        parser.error(f"unknown models {', '.join(unknown)}; known: {', '.join(RECIPES)}, {SSD}")
     if any(batch > FRAMES or FRAMES % batch for batch in args.batches):
         parser.error(f"batches must divide {FRAMES}")
     return args

@@ -15,7 +15,7 @@
    every processed frame (capture → inference start, from the Detections entries) is reported
    as p50 / p99 per window of 5 s. Real time first means it stays bounded.
 
-The script runs with the service's process settings (``shared/runtime.py``: tcmalloc, passive
+The script runs with the service's process settings (``vigil/runtime.py``: tcmalloc, passive
 OpenMP threads). Frames are JPEGs of ``vtest.avi`` (real CCTV) resized to 640x480, as ingest
 publishes them. The model is the shipped checkpoint when there is one (``--weights``), else an untrained
 ``yolo_lite0`` at ``--input-size`` (same cost). Redis: a private embedded server.
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from shared.runtime import tune_for_torch
+from vigil.runtime import tune_for_torch
 
 tune_for_torch([__file__, *sys.argv[1:]])  # the service's process settings: tcmalloc, passive OpenMP
 
@@ -47,7 +47,8 @@ import numpy as np
 import torch
 
 from bench.frames import vtest_jpegs
-from detector.models.registry import Checkpoint, build_model
+from detector.models.checkpoint import Checkpoint
+from detector.models.registry import build_model
 from detector.predict import to_tensor
 from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from detector.service import DetectorService
@@ -62,14 +63,8 @@ def weights_file(args: argparse.Namespace, folder: Path) -> Path:
         return Path(args.weights)
     if DEFAULT_WEIGHTS.exists():
         return DEFAULT_WEIGHTS
-    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=args.input_size)
-    return Checkpoint(
-        arch=arch,
-        class_names=("pistol",),
-        input_size=args.input_size,
-        builder=builder,
-        state_dict=model.state_dict(),
-    ).save(folder / "untrained.pt")
+    model = build_model("yolo_lite0", class_names=("pistol",), input_size=args.input_size)
+    return Checkpoint.from_model(model, "yolo_lite0").save(folder / "untrained.pt")
 
 
 def decoded_tensors(

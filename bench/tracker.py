@@ -46,7 +46,8 @@ from numpy.typing import NDArray
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from detector.tracking.iou_tracker import IoUTracker, iou_matrix  # noqa: E402
+from detector.boxes import iou_matrix_np  # noqa: E402
+from detector.tracking.iou_tracker import IoUTracker  # noqa: E402
 from shared.config import TrackerConfig  # noqa: E402
 
 TUD_CONFIG = TrackerConfig(high_score=0.7, new_track_score=0.9)
@@ -169,7 +170,7 @@ def evaluate(seq: Sequence, tracks: list[FrameTracks]) -> dict[str, float]:
 
 def iou_distance(gt_boxes: Boxes, hyp_boxes: Boxes) -> NDArray[np.float64]:
     """1 - IoU, NaN below the hit threshold (motmetrics' own iou_matrix fails on numpy 2)."""
-    distance = 1.0 - iou_matrix(gt_boxes.reshape(-1, 4), hyp_boxes.reshape(-1, 4))
+    distance = 1.0 - iou_matrix_np(gt_boxes.reshape(-1, 4), hyp_boxes.reshape(-1, 4))
     distance[distance > 1.0 - MATCH_IOU] = np.nan
     return distance
 

@@ -1,8 +1,11 @@
-"""Pure box math on ``xyxy`` tensors (x1, y1, x2, y2 in pixels, x2 > x1, y2 > y1)."""
+"""Pure box math on ``xyxy`` boxes (x1, y1, x2, y2 in pixels, x2 > x1, y2 > y1): torch tensors for
+the models, numpy arrays (``*_np``) for the tracker."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
 
@@ -19,6 +22,16 @@ def iou_matrix(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp(min=1e-9)
 
 
+def iou_matrix_np(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.float64]:
+    """:func:`iou_matrix` on numpy arrays: every box in ``a`` (N, 4) with every one in ``b`` (M, 4)."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
 def paired_giou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """IoU and generalised IoU of matching rows of ``a`` and ``b`` (both (..., 4))."""
     top_left = torch.maximum(a[..., :2], b[..., :2])
@@ -28,11 +41,6 @@ def paired_giou(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     iou = inter / union.clamp(min=1e-9)
     hull = (torch.maximum(a[..., 2:], b[..., 2:]) - torch.minimum(a[..., :2], b[..., :2])).prod(-1)
     return iou, iou - (hull - union) / hull.clamp(min=1e-9)
-
-
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    center, size = boxes[..., :2], boxes[..., 2:]
-    return torch.cat([center - size / 2, center + size / 2], dim=-1)
 
 
 def clip_boxes(boxes: Tensor, width: float, height: float) -> Tensor:

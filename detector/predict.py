@@ -10,27 +10,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from detector.datasets import IMAGE_SUFFIXES
+from detector.training.datasets import IMAGE_SUFFIXES
+from shared.imaging import draw_boxes
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm"}
-BOX_COLOUR = (0, 0, 255)  # BGR red
 
 
 def draw(image: np.ndarray, result: dict[str, Tensor], class_names: Sequence[str]) -> np.ndarray:
     """Boxes, labels and scores drawn on a BGR image (a copy)."""
-    canvas = image.copy()
-    for box, score, label in zip(
-        result["boxes"].tolist(), result["scores"].tolist(), result["labels"].tolist(), strict=True
-    ):
-        x1, y1, x2, y2 = (round(v) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
-        text = f"{class_names[label]} {score:.2f}"
-        (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        cv2.rectangle(canvas, (x1, max(0, y1 - height - 6)), (x1 + width + 4, y1), BOX_COLOUR, -1)
-        cv2.putText(
-            canvas, text, (x1 + 2, max(height, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1
-        )
-    return canvas
+    captions = [f"{class_names[label]} {score:.2f}" for label, score in
+                zip(result["labels"].tolist(), result["scores"].tolist(), strict=True)]  # fmt: skip
+    return draw_boxes(image, result["boxes"].tolist(), captions)
 
 
 def to_tensor(image_bgr: np.ndarray, device: torch.device) -> Tensor:

@@ -19,13 +19,14 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from detector.device import pick_device
-from detector.models.registry import Checkpoint, file_sha256
+from detector.models.checkpoint import Checkpoint, file_sha256
+from shared.config import DetectorConfig
 from shared.errors import DecodeError
+from shared.imaging import decode_bgr
 from shared.schemas import Detection, Frame
 
 log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "pistol-yolo-lite0.pt"
-_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
 @dataclass(frozen=True)
@@ -70,24 +71,20 @@ class DetectorRunner:
         log.info("model %s on %s (%d classes, input %d)", self.name, self.device, len(self.class_names),
                  self.input_size)  # fmt: skip
 
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> DetectorRunner:
+        return cls(
+            config.weights, device=config.device, score_thresh=config.score_thresh,
+            nms_iou_thresh=config.nms_iou_thresh, torch_threads=config.torch_threads,
+        )  # fmt: skip
+
     def decode(self, frame: Frame) -> DecodedFrame:
         """JPEG or raw bytes → RGB tensor at the model's input scale. A JPEG much larger than the
         model input is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients; what is
         still larger is shrunk with area averaging, as the training images were (``build_cache``).
         Done here, on uint8 and on the reader thread, this spares the inference thread the model's
         own float resize; boxes are scaled back by ``scale``. Raises DecodeError for corrupt data."""
-        if frame.codec == "raw":
-            if len(frame.data) != frame.width * frame.height * 3:
-                raise DecodeError("raw frame of the wrong size")
-            bgr = np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
-        else:
-            flag = next(
-                (flag for f, flag in _REDUCED if max(frame.width, frame.height) / f >= self.input_size),
-                cv2.IMREAD_COLOR,
-            )
-            bgr = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
-            if bgr is None:
-                raise DecodeError("corrupt JPEG")
+        bgr = decode_bgr(frame, min_side=self.input_size)
         height, width = bgr.shape[:2]
         shrink = self.input_size / max(height, width)
         if shrink < 1:

@@ -22,6 +22,7 @@ from torchvision import models
 from torchvision.models.efficientnet import MBConv
 
 from detector.models import lite0
+from detector.models.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ FEATURE_STRIDES = (8, 16, 32)
 StateConverter = Callable[[Mapping[str, Tensor], nn.Module], Mapping[str, Tensor]]
 
 
-class BackboneWeightsError(ValueError):
+class BackboneWeightsError(ModelLoadError):
     """A weights file that cannot be read, or whose tensors do not fit the backbone."""
 
 

@@ -5,8 +5,9 @@ pooled each region from it (RoI pooling); Faster R-CNN also learns the regions, 
 proposal network (RPN) on the same features. Here the features are the backbone's C3–C5 plus an
 FPN, anchors are sized to the data, and the number of proposals is a knob (speed vs recall).
 
-Same contract as :class:`~detector.models.yolo.YOLO`: labels are 0-based (torchvision's 0 is the
-background, shifted away here), boxes in the input images' pixels.
+:class:`FasterRCNNDetector` puts it behind the :class:`~detector.models.detector.Detector` contract:
+labels are 0-based (torchvision's 0 is the background, shifted away here), boxes in the input
+images' pixels. :func:`build_faster_rcnn` holds the recipe.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.models.backbones import Backbone, build_backbone
+from detector.models.detector import Detector
 from detector.models.timing import StageTimer
 from detector.models.transform import IMAGENET_MEAN, IMAGENET_STD
 
@@ -43,9 +45,18 @@ class FPNBackbone(nn.Module):
         return self.fpn(features)
 
 
-class FasterRCNNDetector(nn.Module):
-    def __init__(self, model: FasterRCNN) -> None:
-        super().__init__()
+class FasterRCNNDetector(Detector):
+    """torchvision's ``FasterRCNN`` (whose classes are background + ``class_names``) with 0-based
+    labels; ``input_size`` is its transform's longer side."""
+
+    loss_names = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
+    box_loss_names = ("loss_box_reg", "loss_rpn_box_reg")
+
+    def __init__(self, model: FasterRCNN, *, class_names: Sequence[str]) -> None:
+        super().__init__(class_names=class_names, input_size=model.transform.max_size)
+        classes = model.roi_heads.box_predictor.cls_score.out_features
+        if len(self.class_names) + 1 != classes:
+            raise ValueError(f"{len(self.class_names)} class names for {classes} classes with the background")
         self.model = model
 
     def forward(
@@ -65,14 +76,8 @@ class FasterRCNNDetector(nn.Module):
     def score_thresh(self, value: float) -> None:
         self.model.roi_heads.score_thresh = value
 
-    @torch.no_grad()
-    def predict(
-        self, images: list[Tensor], *, timings: dict[str, float] | None = None
-    ) -> list[dict[str, Tensor]]:
-        """Eval-mode detections; NMS runs inside the RoI heads, so it counts as ``inference``."""
-        if self.training:
-            self.eval()
-        timer = StageTimer(timings, images[0].device)
+    def _predict(self, images: list[Tensor], timer: StageTimer) -> list[dict[str, Tensor]]:
+        """NMS runs inside the RoI heads, so it counts as ``inference``; ``nms`` is the way back."""
         model = self.model
         with timer.stage("preprocess"):
             floats = [_as_float(image) for image in images]
@@ -98,7 +103,7 @@ def _shift_labels(result: dict[str, Tensor]) -> dict[str, Tensor]:
 def build_faster_rcnn(
     *,
     backbone: str,
-    num_classes: int,
+    class_names: Sequence[str],
     input_size: int,
     fpn_width: int = 128,
     anchor_sizes: Sequence[int] = DEFAULT_ANCHOR_SIZES,
@@ -116,7 +121,7 @@ def build_faster_rcnn(
     anchors = AnchorGenerator(tuple((size,) for size in anchor_sizes), ((0.5, 1.0, 2.0),) * len(anchor_sizes))
     model = FasterRCNN(
         FPNBackbone(body, fpn_width),
-        num_classes=num_classes + 1,
+        num_classes=len(class_names) + 1,
         min_size=input_size,
         max_size=input_size,
         image_mean=list(IMAGENET_MEAN),
@@ -129,7 +134,7 @@ def build_faster_rcnn(
         box_score_thresh=score_thresh,
         box_nms_thresh=nms_iou_thresh,
     )
-    return FasterRCNNDetector(model)
+    return FasterRCNNDetector(model, class_names=class_names)
 
 
 def anchor_sizes_for(boxes: Tensor, levels: int = len(DEFAULT_ANCHOR_SIZES)) -> tuple[int, ...]:

@@ -1,23 +1,20 @@
 """A YOLO-style single-stage detector: backbone → PAN-FPN neck → dense anchor-free head.
 
-Contract (every Vigil detector follows it):
-
-* input: a list of CHW RGB images, ``uint8`` (0–255) or float (0–1), any sizes, on the model's
-  device; the ``transform`` letterboxes, normalises and batches them;
-* train mode, with targets ``[{"boxes": (G, 4) xyxy in image pixels, "labels": (G,) int64}]``:
-  returns a dict of named, weighted losses;
-* :meth:`predict` (eval, no grad): one ``{"boxes": (K, 4) xyxy in the input image's pixels,
-  "scores": (K,), "labels": (K,)}`` per image, after a score pre-filter, top-k and class-aware NMS.
+It follows the :class:`~detector.models.detector.Detector` contract; :meth:`YOLO.decode` keeps, per
+image, the boxes above a score pre-filter, the top k of them, then class-aware NMS.
+:func:`build_yolo` holds the recipe: which backbone, the neck width, the head depth, thresholds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from detector.models.backbones import build_backbone
+from detector.models.detector import Detector
 from detector.models.heads import DenseHead, HeadOutput
 from detector.models.loss import DetectionLoss
 from detector.models.necks import PANFPN
@@ -34,7 +31,13 @@ class DecodeConfig:
     max_detections: int = 100
 
 
-class YOLO(nn.Module):
+class YOLO(Detector):
+    """Wires its parts together; ``input_size`` is the transform's, and the head predicts one score
+    per name in ``class_names``."""
+
+    loss_names = ("classification", "giou", "l1")
+    box_loss_names = ("giou", "l1")
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -42,10 +45,13 @@ class YOLO(nn.Module):
         head: DenseHead,
         transform: LetterboxTransform,
         *,
+        class_names: Sequence[str],
         loss: DetectionLoss | None = None,
         decode: DecodeConfig = DecodeConfig(),
     ) -> None:
-        super().__init__()
+        super().__init__(class_names=class_names, input_size=transform.size)
+        if len(self.class_names) != head.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for a head of {head.num_classes} classes")
         self.backbone, self.neck, self.head, self.transform = backbone, neck, head, transform
         self.loss = loss or DetectionLoss()
         self.decode_config = decode
@@ -69,14 +75,7 @@ class YOLO(nn.Module):
     def score_thresh(self, value: float) -> None:
         self.decode_config = replace(self.decode_config, score_thresh=value)
 
-    @torch.no_grad()
-    def predict(
-        self, images: list[Tensor], *, timings: dict[str, float] | None = None
-    ) -> list[dict[str, Tensor]]:
-        """Eval-mode detections; adds seconds per stage (preprocess, inference, nms) to ``timings``."""
-        if self.training:
-            self.eval()
-        timer = StageTimer(timings, images[0].device)
+    def _predict(self, images: list[Tensor], timer: StageTimer) -> list[dict[str, Tensor]]:
         with timer.stage("preprocess"):
             batch, metas, _ = self.transform(images)
         with timer.stage("inference"):
@@ -101,3 +100,23 @@ class YOLO(nn.Module):
             order = batched_nms(kept_boxes, kept_scores, label, cfg.nms_iou_thresh)[: cfg.max_detections]
             results.append({"boxes": kept_boxes[order], "scores": kept_scores[order], "labels": label[order]})
         return results
+
+
+def build_yolo(
+    *,
+    backbone: str,
+    class_names: Sequence[str],
+    input_size: int,
+    neck_width: int = 96,
+    head_depth: int = 2,
+    pretrained: bool = True,
+    trainable_stages: int | None = None,
+    score_thresh: float = 0.05,
+    nms_iou_thresh: float = 0.6,
+) -> YOLO:
+    """EfficientNet- (or other) backed YOLO: backbone C3–C5 → PAN-FPN → dense anchor-free head."""
+    features = build_backbone(backbone, trainable_stages=trainable_stages, pretrained=pretrained)
+    neck = PANFPN(features.out_channels, neck_width)
+    head = DenseHead(neck_width, len(class_names), features.strides, depth=head_depth)
+    decode = DecodeConfig(score_thresh=score_thresh, nms_iou_thresh=nms_iou_thresh)
+    return YOLO(features, neck, head, LetterboxTransform(input_size), class_names=class_names, decode=decode)

@@ -2,8 +2,8 @@
 
 :class:`IoUTracker` follows one camera (numpy arrays in, one :class:`TrackedBox` per detection
 out); :class:`MultiCameraTracker` keeps one per camera and speaks ``Detection`` records, so track
-ids are scoped to their camera and never leak between streams. Pure numpy and scipy: no torch,
-no Redis. See docs/tracking.md.
+ids are scoped to their camera and never leak between streams. Pure numpy and scipy, no Redis; the
+IoU is :func:`detector.boxes.iou_matrix_np`. See docs/tracking.md.
 """
 
 from detector.tracking.iou_tracker import IoUTracker, MultiCameraTracker, TrackedBox

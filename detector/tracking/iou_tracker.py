@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
+from detector.boxes import iou_matrix_np
 from detector.tracking.tracks import Box, Track, TrackState
 from shared.config import TrackerConfig
 from shared.schemas import Detection
@@ -42,16 +43,6 @@ class TrackedBox:
     track_id: int | None
 
 
-def iou_matrix(a: NDArray[np.floating], b: NDArray[np.floating]) -> NDArray[np.float64]:
-    """IoU of every xyxy box in ``a`` (N, 4) with every one in ``b`` (M, 4): (N, M)."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def match_by_iou(
     track_boxes: NDArray[np.floating],
     det_boxes: NDArray[np.floating],
@@ -64,7 +55,7 @@ def match_by_iou(
     only pairs with IoU >= ``min_iou`` and, when labels are given, the same label."""
     if len(track_boxes) == 0 or len(det_boxes) == 0:
         return []
-    iou = iou_matrix(track_boxes, det_boxes)
+    iou = iou_matrix_np(track_boxes, det_boxes)
     allowed = iou >= min_iou
     if track_labels is not None and det_labels is not None:
         allowed &= track_labels[:, None] == det_labels[None, :]
@@ -76,7 +67,7 @@ def match_by_iou(
 
 
 class IoUTracker:
-    """Tracks one camera's objects. Ids start at ``first_id`` and count up as tracks are confirmed.
+    """Tracks one camera's objects. Ids start at 1 and count up as tracks are confirmed.
 
     ``update`` takes one frame's detections: ``boxes`` xyxy (N, 4) in pixels, ``scores`` (N,) and
     ``labels`` (N,) class ids. It returns one :class:`TrackedBox` per detection, in input order.
@@ -88,9 +79,9 @@ class IoUTracker:
     changes owner, get their ids without a ``min_hits`` delay.
     """
 
-    def __init__(self, config: TrackerConfig | None = None, *, first_id: int = 1) -> None:
+    def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
-        self._next_id = first_id
+        self._next_id = 1
         self._tracks: list[Track] = []
         self._last_frame: int | None = None
         self._frames_seen = 0
@@ -217,10 +208,6 @@ class MultiCameraTracker:
         self.config = config or TrackerConfig()
         self._trackers: dict[str, IoUTracker] = {}
 
-    @property
-    def cameras(self) -> tuple[str, ...]:
-        return tuple(self._trackers)
-
     def tracker(self, camera: str) -> IoUTracker:
         """This camera's tracker (a new one on first use)."""
         if camera not in self._trackers:
@@ -241,10 +228,6 @@ class MultiCameraTracker:
     def live_tracks(self) -> int:
         """Tracks with an id (confirmed or lost), over all cameras."""
         return sum(t.track_id is not None for tracker in self._trackers.values() for t in tracker.tracks)
-
-    def reset(self, camera: str, *, first_id: int = 1) -> None:
-        """Forget the camera's tracks and start over, with ids from ``first_id``."""
-        self._trackers[camera] = IoUTracker(self.config, first_id=first_id)
 
     def drop(self, camera: str) -> None:
         """Forget the camera entirely (it went to another owner, or out of the config)."""

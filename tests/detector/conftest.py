@@ -11,7 +11,8 @@ import pytest
 import redis
 import torch
 
-from detector.models.registry import Checkpoint, build_model
+from detector.models.checkpoint import Checkpoint
+from detector.models.registry import build_model
 from shared import keys
 from shared.schemas import Frame
 
@@ -20,11 +21,9 @@ from shared.schemas import Frame
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained Lite0 YOLO at 128 px with one class: real code path, fast on a CPU."""
     torch.manual_seed(0)
-    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=128)
+    model = build_model("yolo_lite0", class_names=("pistol",), input_size=128)
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    return Checkpoint(
-        arch=arch, class_names=("pistol",), input_size=128, builder=builder, state_dict=model.state_dict()
-    ).save(path)
+    return Checkpoint.from_model(model, "yolo_lite0").save(path)
 
 
 def jpeg_frame(camera: str, seq: int, width: int = 320, height: int = 240, ts_ns: int | None = None) -> Frame:

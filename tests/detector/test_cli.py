@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from shared.cli import main
 from tests.detector.synthetic import synthetic_batch
+from vigil.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +106,11 @@ def test_train_resume_eval_predict_export(
 
 
 def test_predict_on_a_video(tiny_dataset: Path, tmp_path: Path) -> None:
-    from detector.models.registry import Checkpoint, build_model
+    from detector.models.checkpoint import Checkpoint
+    from detector.models.registry import build_model
 
-    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=128, pretrained=False)
-    weights = Checkpoint(arch=arch, class_names=("pistol",), input_size=128, builder=builder,
-                         state_dict=model.state_dict()).save(tmp_path / "w.pt")  # fmt: skip
+    model = build_model("yolo_lite0", class_names=("pistol",), input_size=128, pretrained=False)
+    weights = Checkpoint.from_model(model, "yolo_lite0").save(tmp_path / "w.pt")
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
     for index in range(12):

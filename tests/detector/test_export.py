@@ -12,7 +12,7 @@ from detector.models.registry import build_model
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("yolo_lite0", num_classes=2, input_size=192, pretrained=True)[0].eval()
+    return build_model("yolo_lite0", class_names=("rect", "disc"), input_size=192, pretrained=True).eval()
 
 
 def test_torchscript_parity(model: torch.nn.Module, tmp_path: Path) -> None:

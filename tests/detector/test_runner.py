@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from detector.boxes import iou_matrix_np
 from detector.predict import to_tensor
 from detector.runner import DetectorRunner
-from detector.tracking.iou_tracker import iou_matrix
-from shared.demo import SAMPLE
 from shared.errors import DecodeError
 from shared.schemas import Frame
+from vigil.demo import SAMPLE
 
 FRAME_INDEX = 12  # the middle of the first image of the clip, which shows two pistols
 
@@ -58,11 +58,11 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
     (found,), _seconds = runner.detect([decoded])
     boxes = np.array([d.box for d in found])
     assert len(found) == len(truth), found
-    assert iou_matrix(truth, boxes).max(axis=1).min() >= 0.7, "each pistol found where it is"
+    assert iou_matrix_np(truth, boxes).max(axis=1).min() >= 0.7, "each pistol found where it is"
 
     with torch.inference_mode():
         (reference,) = runner.model.predict([to_tensor(image, torch.device("cpu"))])
-    assert iou_matrix(reference["boxes"].numpy(), boxes).max(axis=1).min() >= 0.9, "as on the full frame"
+    assert iou_matrix_np(reference["boxes"].numpy(), boxes).max(axis=1).min() >= 0.9, "as on the full frame"
 
 
 def test_large_jpegs_are_decoded_reduced_then_shrunk(runner: DetectorRunner) -> None:
@@ -98,7 +98,7 @@ def test_a_batch_decodes_together_and_a_corrupt_frame_is_set_aside(
     ((first, *_),), _seconds = runner.detect(decoded[:1])
     ((expected, *_),), _seconds = runner.detect([reference])
     assert first.score == pytest.approx(expected.score, abs=0.02)
-    assert iou_matrix(np.array([first.box]), np.array([expected.box]))[0, 0] >= 0.95
+    assert iou_matrix_np(np.array([first.box]), np.array([expected.box]))[0, 0] >= 0.95
 
 
 def test_the_device_path_decodes_every_jpeg_of_a_batch_in_one_call(

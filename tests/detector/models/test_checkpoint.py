@@ -5,18 +5,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.models.registry import Checkpoint, CheckpointError, build_model
+from detector.models.checkpoint import Checkpoint, CheckpointError
+from detector.models.registry import build_model
+from detector.runner import DEFAULT_WEIGHTS
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
-    model, arch, builder = build_model("yolo_lite0", num_classes=1, input_size=128, pretrained=False)
+    model = build_model("yolo_lite0", class_names=("pistol",), input_size=128, pretrained=False)
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    Checkpoint(
-        arch=arch, class_names=("pistol",), input_size=128, builder=builder, state_dict=model.state_dict(),
-        training={"epochs": 3, "val": {"map50": 0.5}},
-    ).save(path)  # fmt: skip
+    Checkpoint.from_model(model, "yolo_lite0", training={"epochs": 3, "val": {"map50": 0.5}}).save(path)
     return path, model
 
 
@@ -71,3 +70,11 @@ def test_pickled_code_is_refused(tmp_path: Path) -> None:
     torch.save({"format": "vigil-detector", "payload": Evil()}, path)
     with pytest.raises(CheckpointError):
         Checkpoint.load(path)
+
+
+def test_the_shipped_weights_load_unchanged() -> None:
+    checkpoint = Checkpoint.load(DEFAULT_WEIGHTS)
+    model = checkpoint.build()  # strict: every tensor of the file fits, none is missing
+    assert set(model.state_dict()) == set(checkpoint.state_dict)
+    assert (model.class_names, model.input_size) == (checkpoint.class_names, checkpoint.input_size)
+    assert model.class_names == ("pistol",)

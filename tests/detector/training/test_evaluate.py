@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from detector.evaluate import coco_map, operating_points, precision_recall_at
+from detector.training.evaluate import coco_map, operating_points, precision_recall_at
 
 
 def case() -> tuple[list[dict], list[dict]]:

@@ -21,7 +21,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from detector.boxes import iou_matrix
-from detector.datasets import YoloDataset, collate
+from detector.models.detector import Detector
+from detector.training.datasets import YoloDataset, collate
 
 
 @dataclass
@@ -117,7 +118,7 @@ def precision_recall_at(
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module,
+    model: Detector,
     dataset: YoloDataset,
     class_names: Sequence[str],
     *,

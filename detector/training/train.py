@@ -16,19 +16,22 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from detector.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
 from detector.device import pick_device
-from detector.evaluate import EvalReport, evaluate
+from detector.models.checkpoint import Checkpoint
 from detector.models.faster_rcnn import anchor_sizes_for
-from detector.models.registry import MODELS, Checkpoint, build_model
+from detector.models.registry import build_model, get_recipe
+from detector.training.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
+from detector.training.evaluate import EvalReport, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +104,16 @@ class Trainer:
         val_dir = build_cache(self.spec, "val", max_side=cache_side, cache_root=Path(cfg.cache_dir))
         self.train_set = YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
         self.val_set = YoloDataset(val_dir)
-        options = {}
-        if MODELS.get(cfg.model, {}).get("arch") == "faster_rcnn":
-            options["anchor_sizes"] = anchor_sizes_for(self.train_set.boxes_at(cfg.input_size))
-        self.model, self.arch, self.builder = build_model(
+        self.options: dict[str, Any] = {}
+        """Builder options beyond the recipe's, saved in every checkpoint."""
+        if get_recipe(cfg.model).arch == "faster_rcnn":
+            self.options["anchor_sizes"] = anchor_sizes_for(self.train_set.boxes_at(cfg.input_size))
+        self.model = build_model(
             cfg.model,
-            num_classes=len(self.spec.names),
+            class_names=self.spec.names,
             input_size=cfg.input_size,
             trainable_stages=cfg.trainable_stages,
-            **options,
+            **self.options,
         )
         self.model.to(self.device).to(memory_format=torch.channels_last)  # faster on CPU and GPU
         self.ema = ModelEMA(self.model, cfg.ema_decay)
@@ -222,7 +226,7 @@ class Trainer:
                 self.best_map = report.map50_95
                 self._checkpoint(report, "best.pt")
             self._save_state()
-            plot_curves(self.history, self.out / "curves.png")
+            plot_curves(self.history, self.out / "curves.png", loss_names=self.model.loss_names)
             log.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs, row)
         return self.out / "best.pt"
 
@@ -266,12 +270,10 @@ class Trainer:
         )
 
     def _checkpoint(self, report: EvalReport, filename: str) -> None:
-        Checkpoint(
-            arch=self.arch,
-            class_names=self.spec.names,
-            input_size=self.cfg.input_size,
-            builder=self.builder,
-            state_dict=self.ema.model.state_dict(),
+        Checkpoint.from_model(
+            self.ema.model,
+            self.cfg.model,
+            options=self.options,
             training={
                 "dataset": str(self.spec.splits["train"]),
                 "dataset_fingerprint": self.spec.fingerprint("train"),
@@ -290,7 +292,7 @@ def hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads"
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+def plot_curves(history: list[dict[str, float]], path: Path, *, loss_names: Sequence[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -298,7 +300,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
 
     epochs = [row["epoch"] for row in history]
     figure, (losses, maps) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss", "train_classification", "train_giou", "train_l1"):
+    for key in ("train_loss", *(f"train_{name}" for name in loss_names)):
         if key in history[0]:
             losses.plot(epochs, [row[key] for row in history], label=key.removeprefix("train_"))
     losses.set(xlabel="epoch", ylabel="loss", title="training loss")
