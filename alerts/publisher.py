@@ -16,6 +16,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from shared.config import CurveConfig
+from shared.errors import EndpointError
 from shared.schemas import AlertEvent
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,11 @@ class AlertPublisher:
             self.socket.curve_server = True
             self.socket.curve_publickey = public
             self.socket.curve_secretkey = secret
-        self.socket.bind(endpoint)
+        try:
+            self.socket.bind(endpoint)
+        except zmq.ZMQError as error:
+            self.close()
+            raise EndpointError(f"alerts.publish_endpoint {endpoint!r}: cannot bind ({error})") from None
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("publishing alerts on %s%s", self.endpoint, " (CURVE)" if curve else "")
 

@@ -36,9 +36,21 @@ from alerts.zones import Zone
 from shared.config import AlertRuleConfig
 from shared.schemas import AlertEvent, Box, Detection, Detections
 
-SuppressReason = Literal["score", "zone", "persistence", "cooldown"]
+SuppressReason = Literal["score", "zone", "persistence", "cooldown", "storm"]
 OnSuppressed = Callable[[str, str, SuppressReason], None]
 OnStale = Callable[[str], None]
+
+
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class StormLimit:
+    """At most ``max_started`` ``started`` events per camera in any ``window_s`` of frame time; what
+    it holds back is suppressed with reason ``storm`` (and may start later, once the window moves)."""
+
+    max_started: int
+    window_s: float
 
 
 def _ns(seconds: float) -> int:
@@ -76,6 +88,7 @@ class _CameraState:
     seq: int
     ts_ns: int
     frames: int = 0  # messages processed: the clock of the k-of-n windows
+    started_ns: deque[int] = field(default_factory=deque)  # ts_ns of its recent 'started' events
     tracks: dict[tuple[str, int], _TrackState] = field(default_factory=dict)  # (rule, track id) →
 
 
@@ -86,6 +99,10 @@ class RuleEngine:
     objects of a label the rule watches that did not start an alert (and are not part of an open one).
     ``on_stale(camera)`` is called for each message ignored as a replay or out of order. Rule names
     are unique (``AlertsConfig`` checks it): they key the per-track state and the event ids.
+
+    With a ``storm`` limit, a frame with a thousand qualifying tracks cannot raise a thousand alerts:
+    rules are evaluated most severe first (config order within a severity) and, within a rule, the
+    highest-scoring tracks first, so the cap keeps the first and the most severe.
     """
 
     def __init__(
@@ -95,8 +112,10 @@ class RuleEngine:
         *,
         on_suppressed: OnSuppressed | None = None,
         on_stale: OnStale | None = None,
+        storm: StormLimit | None = None,
     ) -> None:
-        self._rules = tuple(rules)
+        self._rules = tuple(sorted(rules, key=lambda rule: SEVERITY_RANK[rule.severity]))
+        self._storm = storm
         self._rule_by_name = {rule.name: rule for rule in rules}
         self._zones = {camera: dict(by_name) for camera, by_name in zones.items()}
         self._on_suppressed = on_suppressed
@@ -186,7 +205,7 @@ class RuleEngine:
             elif obj.track_id not in best or obj.score > best[obj.track_id].score:
                 best[obj.track_id] = obj  # a tracker gives one object per track; keep the best if not
         events = []
-        for track_id, obj in best.items():
+        for track_id, obj in sorted(best.items(), key=lambda item: (-item[1].score, item[0])):
             sighting = _Sighting(obj, frame_size, camera.ts_ns, message.seq)
             event = self._qualified(rule, message.camera, camera, track_id, sighting)
             if event is not None:
@@ -210,8 +229,12 @@ class RuleEngine:
         if track.started_ns is not None and sighting.ts_ns - track.started_ns < _ns(rule.cooldown_s):
             self._suppress(rule, sighting.detection, "cooldown")
             return None
+        if self._storm_full(camera, sighting.ts_ns):
+            self._suppress(rule, sighting.detection, "storm")
+            return None
         track.alert = _OpenAlert(first_seq=sighting.seq, first_seen_ns=track.hits[0][1])
         track.started_ns = sighting.ts_ns
+        camera.started_ns.append(sighting.ts_ns)
         return alert_event(
             "started",
             rule=rule,
@@ -223,6 +246,15 @@ class RuleEngine:
             ts_ns=sighting.ts_ns,
             seq=sighting.seq,
         )
+
+    def _storm_full(self, camera: _CameraState, ts_ns: int) -> bool:
+        """Whether the camera's storm window at ``ts_ns`` already holds its maximum of 'started'."""
+        if self._storm is None:
+            return False
+        window_ns = _ns(self._storm.window_s)
+        while camera.started_ns and ts_ns - camera.started_ns[0] >= window_ns:
+            camera.started_ns.popleft()
+        return len(camera.started_ns) >= self._storm.max_started
 
     def _expire(self, camera_id: str, camera: _CameraState) -> list[AlertEvent]:
         """End alerts whose track has not qualified for end_after_s; forget tracks that cannot matter."""

@@ -25,7 +25,7 @@ import redis
 from alerts.history import AlertHistory
 from alerts.metrics import AlertsMetrics
 from alerts.publisher import AlertPublisher
-from alerts.rules import RuleEngine
+from alerts.rules import RuleEngine, StormLimit
 from alerts.snapshots import SnapshotStore
 from alerts.zones import zones_by_camera
 from shared import keys
@@ -73,8 +73,10 @@ class AlertService(LeasedService):
         self.engine = RuleEngine(
             config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress,
             on_stale=lambda camera: self.metrics.stale.labels(camera).inc(),
+            storm=StormLimit(max_started=config.storm_max_started, window_s=config.storm_window_s),
         )  # fmt: skip
         self._warmup_ms = int(warmup_s * 1000)
+        self._max_skew_ns = int(config.max_clock_skew_s * 1e9)
         self._forward_grace_s = forward_grace_s
         self._history = AlertHistory(client, maxlen=config.history_maxlen)
         self._snapshots = (
@@ -101,9 +103,10 @@ class AlertService(LeasedService):
 
     def work(self, *, until: float) -> None:
         self._record_pending()
-        self._evaluate(block_ms=EVALUATE_BLOCK_MS)
+        caught_up = self._evaluate(block_ms=EVALUATE_BLOCK_MS)
         self._forward()
-        self._unrecorded += self.engine.sweep(time.time_ns())
+        if caught_up:  # while replaying, time is the entries' time: no wall-clock sweep between batches
+            self._unrecorded += self.engine.sweep(time.time_ns())
         self._record_pending()
         self.metrics.rule_states.set(self.engine.tracked)
 
@@ -162,10 +165,12 @@ class AlertService(LeasedService):
 
     # -- evaluate ------------------------------------------------------------------------------
 
-    def _evaluate(self, *, block_ms: int) -> None:
+    def _evaluate(self, *, block_ms: int) -> bool:
+        """Evaluate the next entries of ``vigil:detections``; True when that reached its end (caught
+        up), False while catching up (after an outage or a take-over)."""
         if not self._done_upto or self._read_from is None:
             self.idle(block_ms / 1000)
-            return
+            return True
         start = f"{self._read_from[0]}-{self._read_from[1]}"
         replies = call(lambda: self.client.xread({keys.DETECTIONS: start}, count=READ_COUNT, block=block_ms))
         entries = replies[0][1] if replies else []
@@ -182,6 +187,7 @@ class AlertService(LeasedService):
                 pipe.execute()
 
             call(save)
+        return len(entries) < READ_COUNT
 
     def _handle(self, entry_id: bytes, fields: dict, advanced: dict[str, bytes]) -> None:
         try:
@@ -195,9 +201,19 @@ class AlertService(LeasedService):
         if done is None or key <= done:
             return
         self._done_upto[message.camera] = key
-        advanced[message.camera] = entry_id
+        advanced[message.camera] = entry_id  # stepped over even if it fails below: no crash loop
+        if message.ts_ns > time.time_ns() + self._max_skew_ns:  # a camera or detector clock far ahead
+            self.metrics.malformed.labels("clock_skew").inc()
+            return
         self.metrics.detections_consumed.labels(message.camera).inc()
-        self._unrecorded += self.engine.process(message)
+        try:
+            events = self.engine.process(message)
+        except Exception as error:  # noqa: BLE001  one poison entry must not stop every camera's alerts
+            self.metrics.malformed.labels("unprocessable").inc()
+            log.error("detections entry %s of camera %s could not be evaluated; stepped over: %r",
+                      entry_id, message.camera, error)  # fmt: skip
+            return
+        self._unrecorded += events
         self._record_pending()
 
     def _record_pending(self) -> None:

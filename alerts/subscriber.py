@@ -24,7 +24,7 @@ import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
 from alerts.history import history_since
-from shared.errors import SchemaError
+from shared.errors import EndpointError, SchemaError
 from shared.schemas import AlertEvent
 
 RECONNECT_MARGIN_S = 10.0
@@ -67,7 +67,11 @@ class AlertSubscriber:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         for endpoint in endpoints:
-            self._socket.connect(endpoint)
+            try:
+                self._socket.connect(endpoint)
+            except zmq.ZMQError as error:
+                self.close()
+                raise EndpointError(f"alerts endpoint {endpoint!r}: cannot connect ({error})") from None
         self._endpoint_count = len(endpoints)
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-DROP_REASONS = ("superseded", "stale", "malformed", "decode_failed", "not_owned", "redis_unavailable")
+DROP_REASONS = (
+    "superseded", "stale", "malformed", "clock_skew", "decode_failed", "inference_failed", "not_owned",
+    "redis_unavailable",
+)  # fmt: skip
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 

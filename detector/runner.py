@@ -87,8 +87,9 @@ class DetectorRunner:
         bgr = decode_bgr(frame, min_side=self.input_size)
         height, width = bgr.shape[:2]
         shrink = self.input_size / max(height, width)
-        if shrink < 1:
-            size = (min(self.input_size, round(width * shrink)), min(self.input_size, round(height * shrink)))
+        if shrink < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
+            size = (max(1, min(self.input_size, round(width * shrink))),
+                    max(1, min(self.input_size, round(height * shrink))))  # fmt: skip
             bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
         return DecodedFrame(frame, rgb.to(self.device, non_blocking=True), frame.width / rgb.shape[-1])

@@ -21,6 +21,7 @@ import redis
 from detector.batching import DynamicBatcher
 from detector.metrics import DetectorMetrics
 from detector.runner import DecodedFrame, DetectorRunner
+from detector.track_ids import TrackIds
 from detector.tracking import MultiCameraTracker
 from shared import keys
 from shared.config import DetectorConfig
@@ -91,6 +92,7 @@ class DetectorService(LeasedService):
         self.runner = runner
         self.metrics.model_loaded.set(1)
         self._max_frames = max_frames
+        self._max_skew_ns = int(config.max_clock_skew_s * 1e9)
         self._reader = FrameReader(client)
         self._batcher = DynamicBatcher(
             max_batch=config.max_batch,
@@ -112,6 +114,7 @@ class DetectorService(LeasedService):
 
     def on_gained(self, camera: str) -> None:
         self.metrics.init_camera(camera)
+        self.tracker.start(camera, next_id=TrackIds(self.client, camera))
         for _camera, fields in self._reader.follow(camera):
             self._offer(camera, fields)
 
@@ -150,7 +153,11 @@ class DetectorService(LeasedService):
         if frame.camera != camera:
             self.metrics.drop(camera, "malformed")
             return
-        self._batcher.add(frame, now=time.monotonic(), now_ns=time.time_ns())
+        now_ns = time.time_ns()
+        if frame.ts_ns > now_ns + self._max_skew_ns:  # a camera host whose clock is ahead
+            self.metrics.drop(camera, "clock_skew")
+            return
+        self._batcher.add(frame, now=time.monotonic(), now_ns=now_ns)
 
     def _can_dispatch(self) -> bool:
         """The model is free, or it is busy and a *full* batch can be decoded ahead of it (so under
@@ -182,6 +189,11 @@ class DetectorService(LeasedService):
             self._model_busy.set()
             try:
                 self._process(batch)
+            except (RuntimeError, ValueError) as error:  # torch's errors: a batch lost, not the service
+                for item in batch:
+                    self.metrics.drop(item.frame.camera, "inference_failed")
+                log.error("inference failed on a batch of %d frames (%s): %s", len(batch),
+                          ", ".join(sorted({item.frame.camera for item in batch})), error)  # fmt: skip
             finally:
                 self._model_busy.clear()
             if self._max_frames is not None and self.processed >= self._max_frames:

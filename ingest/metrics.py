@@ -46,6 +46,12 @@ class IngestMetrics:
             ["camera"],
             registry=r,
         )
+        self.seq_resets = Counter(
+            "vigil_ingest_seq_resets",
+            "Times a camera's sequence restarted at 0 because its stream's last seq was out of range",
+            ["camera"],
+            registry=r,
+        )
         self.camera_up = Gauge(
             "vigil_ingest_camera_up",
             "1 while the camera delivers frames, else 0",
@@ -67,7 +73,7 @@ class IngestMetrics:
     def init_camera(self, camera: str) -> None:
         """Create every series of a camera at zero, so rate() and alerts see it from the start."""
         for metric in (self.frames_read, self.frames_skipped, self.frames_published,
-                       self.published_bytes, self.reconnects, self.camera_up):  # fmt: skip
+                       self.published_bytes, self.reconnects, self.seq_resets, self.camera_up):  # fmt: skip
             metric.labels(camera)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(camera, reason)

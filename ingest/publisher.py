@@ -15,6 +15,11 @@ from shared.redis import call
 from shared.schemas import Frame
 
 log = logging.getLogger(__name__)
+SEQ_RESET_ABOVE = 2**62
+"""A stream whose last ``seq`` is above this was poisoned (no camera gets there: 120 fps for 10^9
+years is 2^62 frames); continuing from it would soon overflow the schema's 2^63-1 and every frame
+after would be refused. The sequence restarts at 0 instead (consumers treat a lower seq with a later
+timestamp as new)."""
 
 
 class FramePublisher:
@@ -77,11 +82,19 @@ class FramePublisher:
             last = call(lambda: self._client.xrevrange(self.stream, count=1))
         except StoreUnavailable:
             return
-        if last:
-            try:
-                self.next_seq = max(self.next_seq, int(last[0][1][b"seq"]) + 1)
-            except (KeyError, ValueError):
-                log.warning("camera %s: last stream entry has no valid seq", self.camera)
+        if not last:
+            return
+        try:
+            last_seq = int(last[0][1][b"seq"])
+        except (KeyError, ValueError):
+            log.warning("camera %s: last stream entry has no valid seq", self.camera)
+            return
+        if not 0 <= last_seq <= SEQ_RESET_ABOVE:
+            log.warning("camera %s: the stream's last seq %d is out of range; restarting the sequence at 0",
+                        self.camera, last_seq)  # fmt: skip
+            self._metrics.seq_resets.labels(self.camera).inc()
+            return
+        self.next_seq = max(self.next_seq, last_seq + 1)
 
     def _on_failure(self) -> None:
         delay = self._backoff.delay(self._failures)

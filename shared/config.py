@@ -89,7 +89,7 @@ class CameraConfig(_Section):
     @field_validator("id")
     @classmethod
     def _valid_id(cls, value: str) -> str:
-        if not CAMERA_ID.match(value):
+        if not CAMERA_ID.fullmatch(value):
             raise ValueError("must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
         return value
 
@@ -176,6 +176,9 @@ class DetectorConfig(ServiceConfig):
     max_frame_age_s: float = Field(
         2.0, gt=0, le=3600, description="Older frames are skipped, not processed late"
     )
+    max_clock_skew_s: float = Field(
+        60.0, gt=0, le=86_400, description="Frames stamped further ahead of this host's clock are dropped"
+    )
     score_thresh: float = Field(0.25, ge=0, le=1, description="Detections below this are not reported")
     nms_iou_thresh: float = Field(0.6, gt=0, le=1, description="Class-aware NMS IoU threshold")
     torch_threads: int | None = Field(
@@ -225,6 +228,13 @@ class AlertsConfig(ServiceConfig):
     history_maxlen: int = Field(100_000, ge=1, description="Approximate bound of the vigil:alerts stream")
     snapshots: Literal["redis", "off"] = Field("redis", description="Store the frame with the box drawn")
     snapshot_ttl_s: int = Field(86_400, ge=1, description="How long snapshots are kept")
+    max_clock_skew_s: float = Field(
+        60.0, gt=0, le=86_400, description="Detections stamped further ahead of this host's clock are dropped"
+    )
+    storm_max_started: int = Field(
+        20, ge=1, le=100_000, description="Alert storm cap: 'started' events per camera per storm_window_s"
+    )
+    storm_window_s: float = Field(10.0, gt=0, le=3600, description="The alert storm cap's window")
     rules: tuple[AlertRuleConfig, ...] = Field(
         (AlertRuleConfig(name="gun", labels=("pistol",), min_score=0.6, persistence_k=3, persistence_n=5),),
         description="Alert rules (default: a pistol seen in 3 of 5 frames at score >= 0.6)",

@@ -47,5 +47,13 @@ class SourceEnded(SourceError):
     """A finite source (a file without ``loop``) reached its end."""
 
 
+class EndpointError(VigilError):
+    """A network endpoint that cannot be bound or connected: a malformed address, a port in use."""
+
+
+class UsageError(VigilError):
+    """A command-line value that does not parse (the message says what was expected)."""
+
+
 class DecodeError(VigilError):
     """A frame could not be decoded or encoded."""

@@ -33,7 +33,10 @@ def decode_bgr(frame: Frame, *, min_side: int | None = None) -> np.ndarray:
     if min_side is not None:
         longer = max(frame.width, frame.height)
         flag = next((reduced for factor, reduced in _REDUCED_DECODES if longer / factor >= min_side), flag)
-    image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
+    try:
+        image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
+    except cv2.error:
+        image = None
     if image is None:
         raise DecodeError("corrupt JPEG")
     return image

@@ -28,6 +28,12 @@ def members_key(group: str) -> str:
     return f"{PREFIX}:members:{group}"
 
 
+def track_ids_key(camera: str) -> str:
+    """Counter of the track ids handed out for ``camera``: every detector that owns the camera
+    reserves its ids from it, so no id is used twice across restarts and lease moves."""
+    return f"{PREFIX}:track_ids:{camera}"
+
+
 def alert_recorded_key(event_id: str) -> str:
     """Set (with a TTL) when an event enters ``vigil:alerts``: a replayed event is recorded once."""
     return f"{PREFIX}:alert:recorded:{event_id}"

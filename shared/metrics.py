@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from shared.config import ServiceConfig
+from shared.errors import EndpointError
 
 log = logging.getLogger(__name__)
 
@@ -75,4 +76,9 @@ def serve_metrics(
     """The endpoint a service's config section asks for; None when ``metrics_port`` is None."""
     if config.metrics_port is None:
         return None
-    return MetricsServer(registry, host=config.metrics_host, port=config.metrics_port, ready=ready)
+    try:
+        return MetricsServer(registry, host=config.metrics_host, port=config.metrics_port, ready=ready)
+    except OSError as error:  # in use, or an address this host does not have
+        raise EndpointError(
+            f"metrics endpoint {config.metrics_host}:{config.metrics_port}: cannot listen ({error.strerror})"
+        ) from None

@@ -96,12 +96,13 @@ class LeasedService:
         self.active: set[str] = set()
         """Owned cameras whose ``on_gained`` has run (and ``on_lost`` not yet)."""
         self._stop = threading.Event()
-        self._redis_ok = False
+        self._redis_ok: bool | None = None
+        """Whether Redis answered the last time it was asked; None before the first time."""
 
     @property
     def ready(self) -> bool:
-        """Redis answered the last lease round."""
-        return self._redis_ok
+        """Redis answered the last time it was asked (a lease round or a work step)."""
+        return self._redis_ok is True
 
     @property
     def stopping(self) -> bool:
@@ -134,8 +135,8 @@ class LeasedService:
                 next_round = time.monotonic() + self.leases.renew_interval_s
             try:
                 self.work(until=next_round)
-            except StoreUnavailable:
-                self._redis_ok = False
+            except StoreUnavailable as error:
+                self._redis_answered(False, error)
                 self.idle(REDIS_RETRY_S)
             if self.burst and self.finished():
                 break
@@ -148,17 +149,23 @@ class LeasedService:
                 self.active.add(camera)
             self.on_lease_round()
         except StoreUnavailable as error:
-            if self._redis_ok:
-                log.warning("%s lease round failed (%s); keeping %d cameras", self.lease_group, error,
-                            len(self.active))  # fmt: skip
-            self._redis_ok = False
+            self._redis_answered(False, error)
             return
-        self._redis_ok = True
+        self._redis_answered(True)
         for camera in sorted(self.active - owned):
             log.info("camera %s: %s lease lost", camera, self.lease_group)
             self.on_lost(camera)
             self.active.discard(camera)
         self.metrics.cameras_owned.set(len(owned))
+
+    def _redis_answered(self, ok: bool, error: StoreUnavailable | None = None) -> None:
+        """One warning when Redis goes away (or is away at start), one info line when it is back."""
+        if not ok and self._redis_ok is not False:
+            log.warning("%s %s: %s; keeping %d cameras, retrying", self.lease_group, self.instance, error,
+                        len(self.active))  # fmt: skip
+        elif ok and self._redis_ok is False:
+            log.info("%s %s: redis answers again", self.lease_group, self.instance)
+        self._redis_ok = ok
 
     def _release(self) -> None:
         """Give the leases back, so other replicas take the cameras over at once."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.config import ServiceConfig, VigilConfig, load_config
-from shared.errors import ConfigError, StoreUnavailable
+from shared.errors import ConfigError, StoreUnavailable, VigilError
 from shared.logs import register_url_secrets, setup_logging
 from vigil import __version__
 from vigil.console import cameras_table, describe, parse_duration
@@ -251,9 +251,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _load_detector(weights: str, device: str, score_thresh: float | None = None):  # type: ignore[no-untyped-def]
     """The checkpoint's detector on ``device``, with an optional score threshold."""
-    from detector.models.checkpoint import Checkpoint
-
     from detector.device import pick_device
+    from detector.models.checkpoint import Checkpoint
 
     checkpoint = Checkpoint.load(weights)
     model = checkpoint.build().to(pick_device(device))
@@ -427,4 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except FileNotFoundError as error:
         print(f"vigil: file not found: {error.filename}", file=sys.stderr)
+        return 2
+    except VigilError as error:  # an endpoint that will not bind, a value that does not parse
+        print(f"vigil: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from shared.errors import UsageError
 from shared.registry import CameraStatus
 from shared.schemas import AlertEvent
 
@@ -14,13 +15,13 @@ STALE_STATUS_S = 30
 
 
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` → seconds; anything else ends the command with a message."""
+    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` → seconds; anything else raises :class:`UsageError`."""
     try:
         if text[-1] in DURATION_UNITS_S:
             return float(text[:-1]) * DURATION_UNITS_S[text[-1]]
         return float(text)
     except (ValueError, IndexError):
-        raise SystemExit(f"vigil: not a duration: {text!r} (e.g. 90s, 10m, 2h)") from None
+        raise UsageError(f"not a duration: {text!r} (e.g. 90s, 10m, 2h)") from None
 
 
 def describe(event: AlertEvent) -> str:

@@ -17,7 +17,8 @@ Matching is class-aware: a track only takes detections of its own label.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,11 +26,13 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linear_sum_assignment
 
 from detector.boxes import iou_matrix_np
-from detector.tracking.tracks import Box, Track, TrackState
+from detector.tracking.tracks import Track, TrackState
 from shared.config import TrackerConfig
-from shared.schemas import Detection
+from shared.schemas import Box, Detection
 
 _NO_MATCH_COST = 1e6
+IdSource = Callable[[], int]
+"""Gives the id of each track as it is confirmed."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,9 @@ class IoUTracker:
     changes owner, get their ids without a ``min_hits`` delay.
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, *, next_id: IdSource | None = None) -> None:
         self.config = config or TrackerConfig()
-        self._next_id = 1
+        self._new_id: IdSource = next_id or itertools.count(1).__next__
         self._tracks: list[Track] = []
         self._last_frame: int | None = None
         self._frames_seen = 0
@@ -190,7 +193,7 @@ class IoUTracker:
             taken[int(det)] = track
 
     def _new_id(self) -> int:
-        track_id, self._next_id = self._next_id, self._next_id + 1
+        track_id = self._new_id()
         return track_id
 
 
@@ -198,15 +201,20 @@ class MultiCameraTracker:
     """One :class:`IoUTracker` per camera, created on a camera's first frame; speaks
     :class:`~shared.schemas.Detection` records, matching on ``class_id``.
 
-    Track ids are scoped to the camera: each camera counts from 1 on its own, so ``(camera,
-    track_id)`` names a track, and nothing one camera sees can continue or renumber another's
-    tracks. When a camera changes owner, the old owner calls :meth:`drop` and the new owner
-    starts fresh (state is not handed over; see docs/tracking.md).
+    Track ids are scoped to the camera: each camera has its own id source (by default counting
+    from 1), so ``(camera, track_id)`` names a track, and nothing one camera sees can continue or
+    renumber another's tracks. When a camera changes owner, the old owner calls :meth:`drop` and
+    the new owner :meth:`start` s it afresh, with an id source that never repeats an id the camera
+    had before (state is not handed over; see docs/tracking.md).
     """
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self._trackers: dict[str, IoUTracker] = {}
+
+    def start(self, camera: str, *, next_id: IdSource) -> None:
+        """A fresh tracker for ``camera`` whose new tracks take their ids from ``next_id``."""
+        self._trackers[camera] = IoUTracker(self.config, next_id=next_id)
 
     def tracker(self, camera: str) -> IoUTracker:
         """This camera's tracker (a new one on first use)."""

@@ -14,14 +14,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from shared.schemas import Box
+
 # Noise of the motion model, as fractions of the box's own size (ByteTrack's / BoT-SORT's values):
 # how far a box may wander per frame (position, velocity) and how noisy a detector's box is.
 POSITION_STD = 1 / 20
 VELOCITY_STD = 1 / 160
 MEASUREMENT_STD = 1 / 20
 MIN_SIDE_PX = 1.0
-
-Box = tuple[float, float, float, float]
 
 
 class TrackState(enum.Enum):

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import pytest
 
 from alerts.events import event_id, normalise_box
-from alerts.rules import RuleEngine
+from alerts.rules import RuleEngine, StormLimit
 from alerts.zones import Zone
 from shared.config import AlertRuleConfig
 from shared.schemas import AlertEvent, Detection, Detections
@@ -445,3 +445,26 @@ def test_event_ids_are_stable_and_distinct() -> None:
         event_id("cam1", None, "gun", 2, "started"),
     ]
     assert len({base, *others}) == 7
+
+
+def test_an_alert_storm_is_capped_per_camera_and_window_keeping_the_best_first() -> None:
+    """Three entries with 1000 tracked pistols each: at most 20 'started' per 10 s, the highest
+    scores first; the rest suppressed as 'storm' until the window moves on."""
+    recorder = Recorder()
+    eng = RuleEngine((rule(persistence_k=1, persistence_n=1),), {}, on_suppressed=recorder,
+                     storm=StormLimit(max_started=20, window_s=10.0))  # fmt: skip
+    crowd = [det(track, score=0.5 + track / 2000) for track in range(1, 1001)]
+    started = run(eng, [frame(seq, *crowd) for seq in range(3)])
+    assert len(started) == 20
+    assert {e.track_id for e in started} == set(range(981, 1001)), "the highest scores"
+    assert recorder.reasons["storm"] == 3 * 980, "the others, in each of the three frames"
+    later = run(eng, [frame(100, *crowd, ts_ns=10 * 10**9 + 2 * FRAME_NS)])  # the window has moved on
+    assert len(later) == 20 and {e.kind for e in later} == {"started"}
+
+
+def test_the_storm_cap_keeps_the_most_severe_rule() -> None:
+    info = rule(name="seen", severity="info", persistence_k=1, persistence_n=1)
+    critical = rule(name="gun", severity="critical", persistence_k=1, persistence_n=1)
+    eng = RuleEngine((info, critical), {}, storm=StormLimit(max_started=1, window_s=10.0))
+    (event,) = run(eng, [frame(0, det(1))])
+    assert event.rule == "gun"

@@ -112,3 +112,28 @@ def test_a_redis_restart_is_survived(private_redis: EmbeddedRedis, runner: Detec
         push(client, jpeg_frame("cam", 2))
         assert wait_for(lambda: [d.seq for d in detections(client)] == [2], 10)
         assert service.ready
+
+
+def test_a_frame_from_a_clock_far_ahead_is_dropped_and_counted(
+    redis_client: redis.Redis, runner: DetectorRunner
+) -> None:
+    service = DetectorService(detector_config(), ["cam"], client=redis_client, runner=runner)
+    with running(service):
+        assert wait_for(owns(redis_client, "cam"), 10)
+        push(redis_client, jpeg_frame("cam", 0, ts_ns=time.time_ns() + 3600 * 10**9))
+        assert wait_for(lambda: dropped(service, "cam", "clock_skew")() == 1, 10)
+        push(redis_client, jpeg_frame("cam", 1))
+        assert wait_for(lambda: [d.seq for d in detections(redis_client)] == [1], 10)
+
+
+def test_an_extreme_aspect_frame_is_processed_not_fatal(
+    redis_client: redis.Redis, runner: DetectorRunner
+) -> None:
+    """Before: a 16384x1 frame killed the detector (cv2.resize assertion on a zero-pixel side)."""
+    service = DetectorService(detector_config(), ["cam"], client=redis_client, runner=runner)
+    with running(service):
+        assert wait_for(owns(redis_client, "cam"), 10)
+        push(redis_client, jpeg_frame("cam", 0, 16384, 1))
+        push(redis_client, jpeg_frame("cam", 1, 320, 240))
+        assert wait_for(lambda: {d.seq for d in detections(redis_client)} >= {1}, 20)
+        assert service.stopping is False

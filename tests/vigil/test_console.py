@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import UsageError
 from shared.registry import CameraStatus
 from shared.schemas import AlertEvent
 from vigil.console import STALE_STATUS_S, cameras_table, describe, parse_duration
@@ -20,7 +21,7 @@ def test_durations_in_every_unit(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "m", "ten minutes", "5y"])
 def test_a_bad_duration_ends_the_command_with_an_example(text: str) -> None:
-    with pytest.raises(SystemExit, match=r"not a duration.*e\.g\. 90s"):
+    with pytest.raises(UsageError, match=r"not a duration.*e\.g\. 90s"):
         parse_duration(text)
 
 
