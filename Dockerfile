@@ -61,8 +61,11 @@ RUN apt-get update \
         /usr/local/lib/libtcmalloc_minimal.so.4 \
  && test -e /usr/local/lib/libtcmalloc_minimal.so.4
 
+# /var/lib/vigil/keys: the alerts service's CURVE keys (`vigil keys`). docker-compose.yml mounts a
+# named volume there, which Docker fills from the image the first time: owned by the service user.
 RUN groupadd --gid 10001 vigil \
- && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/vigil --shell /usr/sbin/nologin vigil
+ && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/vigil --shell /usr/sbin/nologin vigil \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/vigil/keys
 
 COPY --from=builder /opt/vigil /opt/vigil
 

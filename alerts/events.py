@@ -1,4 +1,4 @@
-"""Building :class:`AlertEvent`s: deterministic ids and normalised boxes.
+"""Building :class:`AlertEvent`s: deterministic ids, normalised boxes and the frame size they refer to.
 
 An alert's id depends only on what the detections said (camera, track, rule, the frame it fired
 on, and the event kind), never on a clock or a counter, so replaying the same detections after a
@@ -61,6 +61,8 @@ def alert_event(
         score=detection.score,
         box=detection.box,
         box_norm=normalise_box(detection.box, width, height),
+        frame_width=width,
+        frame_height=height,
         track_id=detection.track_id,
         first_seen_ns=first_seen_ns,
         ts_ns=ts_ns,

@@ -15,7 +15,7 @@ import redis
 from shared import keys
 from shared.errors import SchemaError
 from shared.redis import call
-from shared.schemas import SCHEMA_VERSION, AlertEvent
+from shared.schemas import AlertEvent
 
 _RECORD = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -37,7 +37,7 @@ class AlertHistory:
         entry_id = call(
             lambda: self._record(
                 keys=[keys.alert_recorded_key(event.event_id), keys.ALERTS],
-                args=[DEDUP_TTL_S, self._maxlen, SCHEMA_VERSION, event.to_json()],
+                args=[DEDUP_TTL_S, self._maxlen, AlertEvent.VERSION, event.to_json()],
             )
         )
         return entry_id or None

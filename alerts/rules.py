@@ -27,7 +27,7 @@ max(end_after_s, cooldown_s).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -148,6 +148,37 @@ class RuleEngine:
                 events.extend(self._evaluate(rule, zones, message, camera))
         events.extend(self._expire(message.camera, camera))
         return events
+
+    def restore(self, camera: str, events: Iterable[AlertEvent]) -> None:
+        """Seed ``camera``'s track states from its recorded events (oldest first), before its
+        detections are evaluated again after a take-over.
+
+        A re-evaluation that starts in the middle of an alert would otherwise see the track anew,
+        fire it again at a later frame and so under new ids, about a warm-up late. Seeded, an alert
+        recorded as ``started`` (and not ``ended``) stays the same open alert and ends under its own
+        pair of ids, and a track that alerted keeps its cooldown."""
+        state = self._cameras.get(camera)
+        if state is None:  # seq -1: the first message after this is new, whatever its seq
+            state = self._cameras[camera] = _CameraState(seq=-1, ts_ns=0)
+        for event in events:
+            rule = self._rule_by_name.get(event.rule)
+            if event.camera != camera or rule is None or event.track_id is None:
+                continue
+            key = (rule.name, event.track_id)
+            if event.kind == "started":
+                detection = Detection(label=event.label, class_id=-1, score=event.score, box=event.box,
+                                      track_id=event.track_id)  # fmt: skip
+                sighting = _Sighting(
+                    detection, (event.frame_width, event.frame_height), event.ts_ns, event.seq
+                )
+                alert = _OpenAlert(first_seq=event.seq, first_seen_ns=event.first_seen_ns)
+                state.tracks[key] = _TrackState(last_hit=sighting, alert=alert, started_ns=event.ts_ns)
+            elif (
+                (track := state.tracks.get(key))
+                and track.alert
+                and track.alert.first_seen_ns == event.first_seen_ns
+            ):
+                track.alert = None
 
     def sweep(self, now_ns: int) -> list[AlertEvent]:
         """Close the alerts of cameras silent for end_after_s at ``now_ns`` (a clock comparable to the

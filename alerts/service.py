@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import redis
 
-from alerts.history import AlertHistory
+from alerts.history import AlertHistory, history_since
 from alerts.metrics import AlertsMetrics
 from alerts.publisher import AlertPublisher
 from alerts.rules import RuleEngine, StormLimit
@@ -32,6 +32,7 @@ from shared import keys
 from shared.config import AlertsConfig, CameraConfig
 from shared.errors import SchemaError, StoreUnavailable
 from shared.leases import LeaseManager
+from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import AlertEvent, Detections
 from shared.service import LeasedService
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 FORWARD_GROUP, FORWARDER = "alerts-forward", "publisher"
 READ_COUNT = 500
 EVALUATE_BLOCK_MS = 100
+RESTORE_LOOKBACK_S = 600.0
+"""How far before a take-over's warm-up the camera's recorded events are read to seed the rules
+engine (open alerts and cooldowns; at least the longest cooldown)."""
 
 
 def entry_ms(entry_id: bytes | str) -> int:
@@ -77,11 +81,10 @@ class AlertService(LeasedService):
         )  # fmt: skip
         self._warmup_ms = int(warmup_s * 1000)
         self._max_skew_ns = int(config.max_clock_skew_s * 1e9)
+        self._restore_lookback_ms = int(1000 * max(RESTORE_LOOKBACK_S, *(r.cooldown_s for r in config.rules)))
         self._forward_grace_s = forward_grace_s
         self._history = AlertHistory(client, maxlen=config.history_maxlen)
-        self._snapshots = (
-            SnapshotStore(client, ttl_s=config.snapshot_ttl_s) if config.snapshots == "redis" else None
-        )
+        self._snapshots = SnapshotStore.from_config(client, config) if config.snapshots == "redis" else None
         self._forward_lease = LeaseManager(client, group=FORWARD_GROUP, instance=self.instance,
                                            ttl_s=config.lease_ttl_s)  # fmt: skip
         self._done_upto: dict[str, tuple[int, int]] = {}
@@ -109,6 +112,8 @@ class AlertService(LeasedService):
             self._unrecorded += self.engine.sweep(time.time_ns())
         self._record_pending()
         self.metrics.rule_states.set(self.engine.tracked)
+        if self.publisher is not None:
+            self.publisher.check_authorized()  # CURVE: subscribers added or revoked (vigil keys)
 
     def on_stop(self) -> None:
         try:
@@ -146,6 +151,8 @@ class AlertService(LeasedService):
         if saved:
             self._check_not_trimmed(camera, saved)
         since_ms = max(0, (entry_ms(saved) if saved else int(time.time() * 1000)) - self._warmup_ms)
+        recorded = history_since(self.client, max(0, since_ms - self._restore_lookback_ms))
+        self.engine.restore(camera, (event for event in recorded if event.camera == camera))
         start = (since_ms, 0)
         self._done_upto[camera] = start
         self._read_from = start if self._read_from is None else min(self._read_from, start)
@@ -194,7 +201,8 @@ class AlertService(LeasedService):
             message = Detections.decode(fields)
         except SchemaError as error:
             self.metrics.malformed.labels(error.reason).inc()
-            log.warning("detections entry %s skipped: %s", entry_id, error)
+            log_limited(log, f"malformed:{error.reason}", LIMITED_INTERVAL_S,
+                        "detections entry %s skipped: %s", entry_id, error)  # fmt: skip
             return
         key = entry_key(entry_id)
         done = self._done_upto.get(message.camera)
@@ -210,8 +218,9 @@ class AlertService(LeasedService):
             events = self.engine.process(message)
         except Exception as error:  # noqa: BLE001  one poison entry must not stop every camera's alerts
             self.metrics.malformed.labels("unprocessable").inc()
-            log.error("detections entry %s of camera %s could not be evaluated; stepped over: %r",
-                      entry_id, message.camera, error)  # fmt: skip
+            log_limited(log, f"unprocessable:{message.camera}", LIMITED_INTERVAL_S,
+                        "detections entry %s of camera %s could not be evaluated; stepped over: %r",
+                        entry_id, message.camera, error, level=logging.ERROR)  # fmt: skip
             return
         self._unrecorded += events
         self._record_pending()
@@ -245,11 +254,13 @@ class AlertService(LeasedService):
         entries = self._history.after(cursor, count=READ_COUNT)
         if not entries:
             return
-        for _entry_id, fields in entries:
+        for entry_id, fields in entries:
             try:
                 event = AlertEvent.decode(fields)
             except SchemaError as error:
                 self.metrics.malformed.labels(error.reason).inc()
+                log_limited(log, f"history:{error.reason}", LIMITED_INTERVAL_S,
+                            "alert history entry %s not forwarded: %s", entry_id, error)  # fmt: skip
                 continue
             if self.publisher.send(event):
                 self.metrics.published.labels(event.rule, event.label, event.kind).inc()

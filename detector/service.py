@@ -26,6 +26,7 @@ from detector.tracking import MultiCameraTracker
 from shared import keys
 from shared.config import DetectorConfig
 from shared.errors import SchemaError, StoreUnavailable
+from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import Detections, Frame
 from shared.service import LeasedService
@@ -148,7 +149,8 @@ class DetectorService(LeasedService):
             frame = Frame.decode(fields)
         except SchemaError as error:
             self.metrics.drop(camera, "malformed")
-            log.warning("camera %s: malformed frame entry skipped (%s)", camera, error)
+            log_limited(log, f"malformed:{camera}", LIMITED_INTERVAL_S,
+                        "camera %s: malformed frame entry skipped (%s)", camera, error)  # fmt: skip
             return
         if frame.camera != camera:
             self.metrics.drop(camera, "malformed")
@@ -178,7 +180,8 @@ class DetectorService(LeasedService):
                 self.metrics.decode_seconds.observe(per_frame)
         for frame, error in failed:
             self.metrics.drop(frame.camera, "decode_failed")
-            log.warning("camera %s seq %d: %s", frame.camera, frame.seq, error)
+            log_limited(log, f"decode_failed:{frame.camera}", LIMITED_INTERVAL_S,
+                        "camera %s seq %d: %s", frame.camera, frame.seq, error)  # fmt: skip
         if decoded:
             self._handoff.put(decoded)
 
@@ -192,8 +195,10 @@ class DetectorService(LeasedService):
             except (RuntimeError, ValueError) as error:  # torch's errors: a batch lost, not the service
                 for item in batch:
                     self.metrics.drop(item.frame.camera, "inference_failed")
-                log.error("inference failed on a batch of %d frames (%s): %s", len(batch),
-                          ", ".join(sorted({item.frame.camera for item in batch})), error)  # fmt: skip
+                log_limited(log, "inference_failed", LIMITED_INTERVAL_S,
+                            "inference failed on a batch of %d frames (%s): %s", len(batch),
+                            ", ".join(sorted({item.frame.camera for item in batch})), error,
+                            level=logging.ERROR)  # fmt: skip
             finally:
                 self._model_busy.clear()
             if self._max_frames is not None and self.processed >= self._max_frames:

@@ -115,7 +115,11 @@ class ServiceConfig(_Section):
     """What every replicated service has: an identity, a metrics endpoint, camera leases."""
 
     instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
-    metrics_host: str = Field("0.0.0.0", description="Address of the /metrics endpoint")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description="Address of the /metrics, /healthz, /readyz endpoint (0.0.0.0: every interface, for a "
+        "Prometheus on another host or container)",
+    )
     metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )
@@ -228,6 +232,9 @@ class AlertsConfig(ServiceConfig):
     history_maxlen: int = Field(100_000, ge=1, description="Approximate bound of the vigil:alerts stream")
     snapshots: Literal["redis", "off"] = Field("redis", description="Store the frame with the box drawn")
     snapshot_ttl_s: int = Field(86_400, ge=1, description="How long snapshots are kept")
+    snapshot_max_per_camera: int = Field(
+        200, ge=1, le=100_000, description="Snapshots kept per camera: saving one more deletes the oldest"
+    )
     max_clock_skew_s: float = Field(
         60.0, gt=0, le=86_400, description="Detections stamped further ahead of this host's clock are dropped"
     )
@@ -336,10 +343,20 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except ValueError:  # a path with a NUL byte
+        raise ConfigError(f"{path!r}: not a usable file name") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {redact(str(error))}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, AttributeError) as error:
+        # PyYAML's scalar constructors raise these: a 5000-digit int, a date in month 13, and
+        # AttributeError for a "!!timestamp" tag on text that is not a date
+        raise ConfigError(f"{path}: not valid YAML: a value cannot be read: {redact(str(error))}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,4 +1,8 @@
-"""Every Redis key and stream name Vigil uses, in one place."""
+"""Every Redis key and stream name Vigil uses, in one place.
+
+``deploy/redis/users.acl`` grants each service's Redis user the keys (and commands) it uses: a new
+name, or a new command on one, needs its line there too (``tests/deploy/test_redis_acl.py`` runs
+every service's real traffic under its user and fails on a refusal)."""
 
 PREFIX = "vigil"
 
@@ -51,3 +55,9 @@ ALERTS_FORWARDED = f"{PREFIX}:alerts:forwarded"
 def snapshot_key(event_id: str) -> str:
     """JPEG of the frame that raised an event, with the box drawn."""
     return f"{PREFIX}:snapshot:{event_id}"
+
+
+def snapshots_key(camera: str) -> str:
+    """Sorted set of ``camera``'s snapshot keys, scored by event time (ms): beyond
+    ``alerts.snapshot_max_per_camera`` the oldest are deleted."""
+    return f"{PREFIX}:snapshots:{camera}"

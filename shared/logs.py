@@ -1,4 +1,5 @@
-"""Logging set-up (plain or JSON lines) that redacts credentials everywhere.
+"""Logging set-up (plain or JSON lines) that redacts credentials everywhere, and a rate limit
+for lines that outsiders can trigger at will (:data:`log_limited`).
 
 Every formatted record passes through :func:`redact`, so a URL with a password never reaches a
 log line, whether it came from our code, a library or an exception traceback.
@@ -12,6 +13,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -88,3 +90,52 @@ def setup_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plain") 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+class RateLimitedLog:
+    """At most one line per ``(logger, key)`` every ``interval_s``: the lines in between are
+    counted, and the next line that goes out says how many were suppressed.
+
+    For warnings an outsider can trigger once per message (a malformed stream entry), which
+    would otherwise flood the log; keys should be a bounded set (a camera id, a reason), and the
+    metrics count every occurrence anyway. ``clock`` is injectable for tests.
+    """
+
+    MAX_KEYS = 10_000
+    """Beyond this many keys, those whose interval has passed are forgotten."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        """(logger name, key) → (when the next line may go out, lines suppressed until then)."""
+
+    def __call__(
+        self, logger: logging.Logger, key: str, interval_s: float, msg: str, *args: object,
+        level: int = logging.WARNING,
+    ) -> bool:  # fmt: skip
+        """Log ``msg % args`` unless this key logged less than ``interval_s`` ago; True if logged."""
+        if not logger.isEnabledFor(level):
+            return False
+        now = self._clock()
+        with self._lock:
+            ends, suppressed = self._windows.get((logger.name, key), (now, 0))
+            if now < ends:
+                self._windows[(logger.name, key)] = (ends, suppressed + 1)
+                return False
+            if len(self._windows) >= self.MAX_KEYS:
+                self._forget_expired(now)
+            self._windows[(logger.name, key)] = (now + interval_s, 0)
+        if suppressed:
+            msg, args = f"{msg} (%d similar lines suppressed)", (*args, suppressed)
+        logger.log(level, msg, *args, stacklevel=2)
+        return True
+
+    def _forget_expired(self, now: float) -> None:
+        self._windows = {k: window for k, window in self._windows.items() if window[0] > now}
+
+
+LIMITED_INTERVAL_S = 10.0
+"""The usual interval of a rate-limited line: at most one a key every 10 s."""
+log_limited = RateLimitedLog()
+"""The process's limiter: ``log_limited(log, camera, LIMITED_INTERVAL_S, "camera %s: ...", camera)``."""

@@ -49,6 +49,19 @@ def call(op: Callable[[], T]) -> T:
         raise StoreUnavailable(f"redis unavailable: {type(error).__name__}") from error
 
 
+def wait_until_answering(process: subprocess.Popen[bytes], url: str, *, timeout_s: float) -> None:
+    """Block until the ``redis-server`` just started as ``process`` answers PING at ``url``; raises
+    RuntimeError (with its stderr) if it exits first, or when ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not answers(url, timeout_s=0.5):
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"redis-server exited: {stderr.strip()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server not answering at {url}")
+        time.sleep(0.05)
+
+
 def answers(url: str, timeout_s: float = 1.0) -> bool:
     """Whether a Redis server answers PING at ``url``."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
@@ -111,15 +124,11 @@ class EmbeddedRedis:
             "--loglevel", "warning",
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while not answers(self.url, timeout_s=0.5):
-            if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise RuntimeError(f"embedded redis-server exited: {stderr.strip()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"embedded redis-server not answering on port {self.port}")
-            time.sleep(0.05)
+        try:
+            wait_until_answering(self._process, self.url, timeout_s=timeout_s)
+        except RuntimeError:
+            self.stop()
+            raise
         return self
 
     def stop(self, *, kill: bool = False) -> None:

@@ -117,15 +117,17 @@ class LeasedService:
 
     def run(self) -> None:
         server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
-        try:
-            self.on_start()
-            with stop_on_signals(self.stop):
+        # the handlers stay until the leases are given back: a second SIGTERM while draining only
+        # asks again to stop, it does not kill the process half-way through its clean-up
+        with stop_on_signals(self.stop):
+            try:
+                self.on_start()
                 self._loop()
-        finally:
-            self.on_stop()
-            self._release()
-            if server is not None:
-                server.close()
+            finally:
+                self.on_stop()
+                self._release()
+                if server is not None:
+                    server.close()
 
     def _loop(self) -> None:
         next_round = 0.0

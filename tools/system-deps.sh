@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, when they are missing (safe to run again):
 # ffmpeg (libx264 clips), the GStreamer RTSP server (a real RTSP camera in tests), promtool,
-# and tcmalloc (allocator). Needs root or sudo; prints what to install otherwise.
+# tcmalloc (allocator) and redis-server 7 (the compose Redis's ACL users and append-only file,
+# tests/deploy/test_redis_*.py). Needs root or sudo; prints what to install otherwise.
 set -euo pipefail
 
 packages=(
   ffmpeg
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-  prometheus libtcmalloc-minimal4
+  prometheus libtcmalloc-minimal4 redis-server
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -198,6 +198,92 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_keys(commands: Commands) -> None:
+    parser = _command(commands, "keys", "Make the alerts service's CURVE keys; authorize, list and revoke "
+                      "subscribers.", cmd_keys)  # fmt: skip
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("-c", "--config", help="YAML config file whose alerts.curve names the key files "
+                       "(default: $VIGIL_CONFIG)")  # fmt: skip
+    where.add_argument("--dir", help="a keys folder instead: server.key_secret, authorized/, clients/")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("init", parents=[where], help="make the service's key pair (an existing one is kept)")
+    add = actions.add_parser("add", parents=[where], help="authorize a subscriber (a key pair made here in "
+                             "clients/, or its own public key)")  # fmt: skip
+    add.add_argument("name", help="the subscriber's name: letters, digits, '_', '.', '-'")
+    add.add_argument("--public-key", help="the subscriber's public key file ('-': standard input)")
+    actions.add_parser("list", parents=[where], help="the authorized subscribers")
+    revoke = actions.add_parser("revoke", parents=[where], help="remove a subscriber's key: it receives "
+                                "nothing more, within seconds")  # fmt: skip
+    revoke.add_argument("name")
+    actions.add_parser("server-key", parents=[where], help="print the service's public key file "
+                       "(a subscriber's --server-key)")  # fmt: skip
+    pair = actions.add_parser("pair", help="make a subscriber key pair in a folder (on the subscriber's "
+                              "machine; then `add NAME --public-key` on the alerts host)")  # fmt: skip
+    pair.add_argument("name")
+    pair.add_argument("--out", required=True, help="folder for NAME.key and NAME.key_secret")
+
+
+def _key_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The keys of ``--dir``, else of the config's ``alerts.curve``; None if neither is given."""
+    from alerts.keys import KeyStore
+
+    if args.dir:
+        return KeyStore.in_folder(args.dir)
+    curve = _load(args).alerts.curve
+    return KeyStore.from_config(curve) if curve is not None else None
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from alerts.keys import KeyStoreError, create_pair
+
+    try:
+        if args.action == "pair":
+            public, secret = create_pair(Path(args.out), args.name)
+            print(f"{secret}: the secret key, for `vigil subscribe --client-key`; keep it here")
+            print(f"{public}: the public key; authorize it on the alerts host: vigil keys add {args.name} "
+                  "--public-key FILE")
+            return 0
+        if (store := _key_store(args)) is None:
+            print("vigil keys: give --dir, or a config with alerts.curve", file=sys.stderr)
+            return 2
+        if args.action == "init":
+            made = store.init()
+            print(f"{'made' if made else 'kept'} the alerts key pair: {store.server_secret} (secret: the "
+                  f"alerts service only) and {store.server_public} (subscribers' --server-key)")
+            if args.dir:
+                curve = store.curve_config()
+                print(f"alerts:\n  curve:\n    server_secret_key_file: {curve.server_secret_key_file}\n"
+                      f"    authorized_keys_dir: {curve.authorized_keys_dir}")
+        elif args.action == "server-key":
+            print(store.server_public_key(), end="")
+        elif args.action == "add" and args.public_key == "-":
+            with tempfile.NamedTemporaryFile("w", suffix=".key") as given:
+                given.write(sys.stdin.read())
+                given.flush()
+                print(f"authorized {args.name}: {store.add(args.name, public_key_file=Path(given.name))}")
+        elif args.action == "add":
+            given = Path(args.public_key) if args.public_key else None
+            print(f"authorized {args.name}: {store.add(args.name, public_key_file=given)}")
+            if given is None:
+                print(f"its key pair: {store.clients / args.name}.key_secret (--client-key) and .key; give "
+                      f"{args.name} the pair and {store.server_public} (--server-key)")
+        elif args.action == "list":
+            for subscriber in store.subscribers():
+                added = f"{subscriber.added:%Y-%m-%d %H:%M}Z"
+                print(f"{subscriber.name:<24} {subscriber.public_key}  added {added}")
+        elif args.action == "revoke":
+            removed = store.revoke(args.name)
+            print(f"revoked {args.name} ({', '.join(map(str, removed))} removed): the alerts service drops "
+                  "it within seconds")
+    except KeyStoreError as error:
+        print(f"vigil keys: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_cameras(commands: Commands) -> None:
     parser = _command(commands, "cameras", "Show every camera's status from the Redis registry.", cmd_cameras,
                       config=True)  # fmt: skip
@@ -356,19 +442,27 @@ def add_predict(commands: Commands) -> None:
         commands, "predict", "Annotate images, a folder or a video.", _model_command(cmd_predict)
     )
     parser.add_argument("source", help="image, folder of images, or video file")
-    parser.add_argument("--weights", required=True, help=WEIGHTS_HELP)
+    parser.add_argument("--weights", help="checkpoint file (.pt; default: the shipped pistol detector)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--score-thresh", type=float, default=0.4)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="also write each image's (each video frame's) "
+                        "detections as JSON: boxes in its pixels, labels, scores")  # fmt: skip
+    parser.add_argument("--labels", action="store_true", help="also write YOLO-format .txt labels: "
+                        "class cx cy w h (fractions of the image) score")  # fmt: skip
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from detector.predict import predict
+    from detector.runner import DEFAULT_WEIGHTS
 
     setup_logging("WARNING")
-    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=args.score_thresh)
-    count = predict(model, args.source, args.out, checkpoint.class_names)
-    print(f"annotated {count} image(s) or frame(s) into {args.out}")
+    weights = args.weights or str(DEFAULT_WEIGHTS)
+    checkpoint, model = _load_detector(weights, args.device, score_thresh=args.score_thresh)
+    results = [name for name, wanted in (("json", args.json), ("labels", args.labels)) if wanted]
+    count = predict(model, args.source, args.out, checkpoint.class_names, results=results)
+    also = f" with {' and '.join(results)} results" if results else ""
+    print(f"annotated {count} image(s) or frame(s) into {args.out}{also}")
     return 0
 
 
@@ -394,7 +488,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_subscribe, add_cameras, add_demo,
+    add_ingest, add_detect, add_alerts, add_subscribe, add_keys, add_cameras, add_demo,
     add_train, add_models, add_eval, add_predict, add_export,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo"}

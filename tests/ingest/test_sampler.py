@@ -1,11 +1,13 @@
 import itertools
+import random
+import time
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.sampler import FpsSampler, encode, fit_size, resize
+from ingest.sampler import FpsSampler, StreamClock, encode, fit_size, resize
 
 
 def kept(sampler: FpsSampler, times_ms: list[float]) -> list[float]:
@@ -43,11 +45,75 @@ def test_gap_does_not_burst_and_backwards_time_restarts() -> None:
 
 
 @given(st.lists(st.floats(0, 1e7, allow_nan=False), min_size=1, max_size=200))
-def test_kept_frames_are_never_closer_than_a_period(times: list[float]) -> None:
+def test_kept_frames_are_never_closer_than_half_a_period(times: list[float]) -> None:
     times = sorted(times)
     out = kept(FpsSampler(4), times)
     assert out[0] == times[0]
-    assert all(b - a >= 0.9 * 250 - 1e-6 for a, b in itertools.pairwise(out))
+    assert all(b - a >= 0.5 * 250 - 1e-6 for a, b in itertools.pairwise(out))
+
+
+def jittered(source_fps: float, seconds: float, *, jitter: float = 0.15, seed: int = 0) -> list[float]:
+    """Timestamps of a ``source_fps`` stream, each off its grid by up to ±``jitter`` of a period
+    (RTP clocks: an RTSP camera at 10 fps gave frame gaps of 83-103 ms)."""
+    rng = random.Random(seed)
+    period = 1000 / source_fps
+    return [i * period + rng.uniform(-jitter, jitter) * period for i in range(int(seconds * source_fps))]
+
+
+@pytest.mark.parametrize("source_fps", [10, 25, 30])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_jittered_source_at_its_own_fps_loses_no_frame(source_fps: float, seed: int) -> None:
+    times = jittered(source_fps, 60, seed=seed)
+    out = kept(FpsSampler(source_fps), times)
+    skipped = len(times) - len(out)
+    assert skipped <= 0.01 * len(times), f"{skipped} of {len(times)} skipped"
+
+
+@pytest.mark.parametrize("source_fps", [10, 25, 30])
+@pytest.mark.parametrize("divisor", [2, 3, 5])
+def test_jittered_source_sampled_to_a_fraction_of_its_fps(source_fps: float, divisor: int) -> None:
+    seconds = 60
+    times = jittered(source_fps, seconds, seed=divisor)
+    target_fps = source_fps / divisor
+    out = kept(FpsSampler(target_fps), times)
+    assert len(out) / seconds == pytest.approx(target_fps, rel=0.01)
+    period = 1000 / target_fps
+    steps = [b - a for a, b in itertools.pairwise(out)]
+    assert sum(steps) / len(steps) == pytest.approx(period, rel=0.01), "1/fps apart on average"
+    assert min(steps) >= period - 1000 / source_fps, "never a source frame closer than the period allows"
+
+
+def test_the_source_period_is_estimated_from_the_timestamps() -> None:
+    sampler = FpsSampler(10)
+    assert sampler.source_period_ms is None
+    kept(sampler, jittered(25, 2))
+    assert sampler.source_period_ms == pytest.approx(40, abs=6)
+
+
+def test_jittered_stream_after_a_gap_or_a_loop_does_not_burst() -> None:
+    sampler = FpsSampler(10)
+    before = jittered(10, 5, seed=3)
+    after_gap = [t + 60_000 for t in jittered(10, 5, seed=4)]  # the camera was away for 55 s
+    looped = jittered(10, 5, seed=5)  # a file starting again: time goes back to 0
+    out = kept(sampler, before + after_gap + looped)
+    assert len(out) >= 0.99 * len(before + after_gap + looped)
+    assert all(b - a >= 50 for a, b in itertools.pairwise(out) if b > a), "no two frames within half a period"
+
+
+def test_a_repeated_pts_keeps_the_stream_clock_on_pts() -> None:
+    """FFmpeg gives an RTSP stream's first two frames both pts 0: that must not switch the clock to
+    wall time, or the frames OpenCV buffered while probing arrive "at once" and are skipped."""
+    clock = StreamClock(offset_ms=1000)
+    assert [clock.time_ms(pts) for pts in (0, 0, 100, 200, 200, 300)] == [1000, 1000, 1100, 1200, 1200, 1300]
+
+
+def test_a_stuck_pts_falls_back_to_the_wall_clock() -> None:
+    clock = StreamClock()
+    times = [clock.time_ms(0) for _ in range(StreamClock.STUCK_FRAMES + 1)]
+    assert times[: StreamClock.STUCK_FRAMES] == [0.0] * StreamClock.STUCK_FRAMES
+    time.sleep(0.05)
+    assert clock.time_ms(0) >= 45, "wall-clock time since the pts got stuck"
+    assert clock.time_ms(10_000) < 1000, "and it stays on the wall clock"
 
 
 @pytest.mark.parametrize(

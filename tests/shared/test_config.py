@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shared.config import load_config
 from shared.errors import ConfigError
@@ -114,3 +115,27 @@ def test_error_never_shows_a_password(tmp_path: Path) -> None:
         load_config(path, env={"VIGIL_REDIS_URL": "redis://:s3cretpw@h:1/0x"})
     assert "hunter22" not in str(caught.value)
     assert "s3cretpw" not in str(caught.value)
+
+
+@pytest.mark.parametrize("camera_id", ["gate\n", "gate\r\n", "\ngate", "a" * 65])
+def test_a_camera_id_must_match_in_full(tmp_path: Path, camera_id: str) -> None:
+    path = write(tmp_path, yaml.safe_dump({"cameras": [{"id": camera_id, "url": "x.mp4"}]}))
+    with pytest.raises(ConfigError, match=r"cameras\[0\]\.id"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: " + "1" * 5000 + "\n", "a value cannot be read"),  # int() refuses 5000 digits: ValueError
+        ("a: 2020-13-01\n", "a value cannot be read"),  # a date in month 13: ValueError
+        ("a: !!timestamp not-a-date\n", "a value cannot be read"),  # PyYAML: AttributeError
+        ("a: " + "[" * 600 + "]" * 600 + "\n", "nested too deeply"),  # RecursionError
+    ],
+)
+def test_yaml_that_pyyaml_fails_on_is_a_config_error(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text), env={})
+    (tmp_path / "latin1.yaml").write_bytes(b"ingest: {instance: caf\xe9}\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(tmp_path / "latin1.yaml", env={})

@@ -1,10 +1,13 @@
+import socket
 import time
 import urllib.request
 
+import pytest
 import redis
 from prometheus_client import CollectorRegistry, Counter
 
-from shared.metrics import MetricsServer
+from shared.config import AlertsConfig, DetectorConfig, IngestConfig
+from shared.metrics import MetricsServer, serve_metrics
 from shared.registry import CameraStatus, read_statuses, write_status
 
 
@@ -52,3 +55,29 @@ def test_metrics_server_serves_metrics_and_health() -> None:
         assert get(f"{base}/nope")[0] == 404
     finally:
         server.close()
+
+
+def accepts(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("section", [IngestConfig, DetectorConfig, AlertsConfig])
+def test_metrics_and_health_listen_on_loopback_unless_configured(section: type[IngestConfig]) -> None:
+    """127.0.0.1 by default: 127.0.0.2 (loopback too, but another address) is refused, where a socket
+    on every interface (0.0.0.0, what docker-compose sets for Prometheus) accepts it."""
+    assert section().metrics_host == "127.0.0.1"
+    assert MetricsServer.__init__.__kwdefaults__["host"] == "127.0.0.1"
+    for host, other_address_accepted in (("127.0.0.1", False), ("0.0.0.0", True)):
+        config = section(metrics_port=0, metrics_host=host)
+        server = serve_metrics(config, CollectorRegistry(), ready=lambda: True)
+        assert server is not None
+        try:
+            assert server._server.server_address[0] == host
+            assert get(f"http://127.0.0.1:{server.port}/healthz")[0] == 200
+            assert accepts("127.0.0.2", server.port) is other_address_accepted
+        finally:
+            server.close()

@@ -28,7 +28,8 @@ def test_a_bad_duration_ends_the_command_with_an_example(text: str) -> None:
 def test_an_alert_line_names_what_an_operator_acts_on() -> None:
     event = AlertEvent(
         event_id="abc123", kind="started", rule="gun", severity="critical", camera="gate", label="pistol",
-        score=0.874, box=(10.4, 20.0, 110.6, 220.0), box_norm=(0.01, 0.02, 0.1, 0.2), track_id=7,
+        score=0.874, box=(10.4, 20.0, 110.6, 220.0), box_norm=(0.01, 0.02, 0.1, 0.2),
+        frame_width=1280, frame_height=720, track_id=7,
         first_seen_ns=NOW_NS, ts_ns=NOW_NS, seq=42, snapshot="vigil:snapshot:abc123",
     )  # fmt: skip
     line = describe(event)
