@@ -8,6 +8,7 @@ import redis
 
 from alerts.service import AlertService
 from alerts.subscriber import AlertSubscriber
+from shared.schemas import AlertEvent
 from tests.alerts.conftest import alerts_config, cameras, endpoint, message, push
 from tests.alerts.test_service import collect, feed_track
 from tests.support.services import running, wait_for
@@ -61,3 +62,21 @@ def test_an_entry_the_rules_cannot_evaluate_is_stepped_over_not_retried(
         assert wait_for(lambda: redis_client.get("vigil:alerts:cursor:cam") is not None, 5)
     poison_id = redis_client.xrange("vigil:detections", count=1)[0][0]
     assert redis_client.get("vigil:alerts:cursor:cam") > poison_id, "the saved cursor is past the poison"
+
+
+def test_catching_up_on_a_backlog_does_not_end_alerts_early(redis_client: redis.Redis) -> None:
+    """After an outage the backlog is read in batches; a wall-clock sweep between batches used to
+    end tracks still seen in the next batch, and their next sightings were suppressed as cooldown
+    or started again. While catching up, time is the entries' time."""
+    now_ns = time.time_ns()
+    entries = 1200  # more than two reads (500 entries each): the track is seen in every one
+    for seq in range(entries):
+        push(redis_client, message("cam", seq, (7, 0.9), ts_ns=now_ns - (entries - seq) * 50_000_000))
+    bind, _connect_to = endpoint()
+    service = AlertService(alerts_config(bind), cameras("cam"), client=redis_client, forward_grace_s=0.2)
+    with running(service):
+        assert wait_for(lambda: redis_client.xlen("vigil:alerts") >= 2, 20)
+        time.sleep(1.0)
+    recorded = [AlertEvent.decode(fields) for _id, fields in redis_client.xrange("vigil:alerts")]
+    assert [e.kind for e in recorded] == ["started", "ended"]
+    assert recorded[1].seq == entries - 1, "ended after the last sighting, not between two reads"
