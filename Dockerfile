@@ -53,7 +53,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # tcmalloc (Debian's libtcmalloc-minimal4): glibc's malloc made CPU inference 3.25x slower (see
 # vigil/runtime.py). The link gives it one path on every architecture, for LD_PRELOAD below.
-# OpenCV (opencv-python-headless) bundles its FFmpeg and codecs: no further system libraries.
+# OpenCV (opencv-contrib-python-headless) bundles its FFmpeg and codecs: no further system libraries.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \
  && rm -rf /var/lib/apt/lists/* \

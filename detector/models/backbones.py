@@ -119,6 +119,7 @@ _RECIPES: dict[str, _Recipe] = {
         convert=lite0.to_torchvision_layout,
     ),
     "resnet50": _Recipe(partial(models.resnet50, weights=None), _resnet_stages),
+    "resnet101": _Recipe(partial(models.resnet101, weights=None), _resnet_stages),
     "mobilenet_v3_large": _Recipe(
         partial(models.mobilenet_v3_large, weights=None), _mobilenet_v3_large_stages
     ),
@@ -170,6 +171,12 @@ def _backbone_with_weights(name: str, recipe: _Recipe, path: str | Path) -> Back
             raise BackboneWeightsError(f"{path} does not fit {name}: {exc}") from exc
     _load(classifier, state, source=path, what=f"{name} classifier")
     return _backbone_from(classifier, recipe)
+
+
+def build_classifier(name: str) -> nn.Module:
+    """The 1000-class ImageNet network (torchvision layout, random init) that backbone ``name`` is cut
+    from."""
+    return _recipe(name).classifier()
 
 
 def _recipe(name: str) -> _Recipe:
@@ -261,10 +268,6 @@ def compound_scaling_table() -> list[dict]:
         recipe = _recipe(name)
         with torch.device("meta"):
             classifier = recipe.classifier().eval()
-            image = torch.empty(1, 3, resolution, resolution)
-            counter = FlopCounterMode(display=False)
-            with counter:
-                classifier(image)
         backbone = _backbone_from(classifier, recipe)
         rows.append(
             {
@@ -272,15 +275,26 @@ def compound_scaling_table() -> list[dict]:
                 "width": width,
                 "depth": depth,
                 "resolution": resolution,
-                "params": _count_params(classifier),
-                "backbone_params": _count_params(backbone),
+                "params": count_params(classifier),
+                "backbone_params": count_params(backbone),
                 "blocks": sum(isinstance(m, MBConv) for m in classifier.modules()),
                 "out_channels": backbone.out_channels,
-                "gmacs": counter.get_total_flops() / 2 / 1e9,
+                "gmacs": count_gmacs(classifier, resolution),
             }
         )
     return rows
 
 
-def _count_params(model: nn.Module) -> int:
+def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_gmacs(model: nn.Module, resolution: int) -> float:
+    """Billions of multiply-adds for one RGB ``resolution``² image through ``model``: the flops that
+    ``FlopCounterMode`` counts (convolutions, matrix products), halved. On the meta device nothing is
+    computed, so build the model there (``with torch.device("meta")``) to count a large one for free."""
+    image = torch.empty(1, 3, resolution, resolution, device=next(model.parameters()).device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(image)
+    return counter.get_total_flops() / 2 / 1e9

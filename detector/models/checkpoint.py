@@ -144,3 +144,32 @@ class Checkpoint:
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+REGION_ARCHITECTURES = ("localizer", "sliding_window", "rcnn")
+"""Architectures made of one localization model: their weights are interchangeable."""
+
+
+def reuse_localizer(checkpoint: Checkpoint, recipe: str, **options: Any) -> Checkpoint:
+    """The localization model inside ``checkpoint`` as the recipe ``recipe`` (another of
+    :data:`REGION_ARCHITECTURES`): the same weights, looking at other regions (``options``: e.g.
+    ``proposals`` or ``window_scales``). One training serves the localizer, the sliding window and
+    R-CNN."""
+    target = get_recipe(recipe)
+    if checkpoint.arch not in REGION_ARCHITECTURES or target.arch not in REGION_ARCHITECTURES:
+        raise CheckpointError(f"cannot reuse a {checkpoint.arch} checkpoint as a {target.arch} model")
+    if checkpoint.builder.get("backbone") != target.backbone:
+        raise CheckpointError(f"{checkpoint.name} has another backbone than {recipe} ({target.backbone})")
+    weights = {k.removeprefix("localizer."): v for k, v in checkpoint.state_dict.items()}
+    if target.arch != "localizer":
+        weights = {f"localizer.{k}": v for k, v in weights.items()}
+    return Checkpoint(
+        arch=target.arch,
+        class_names=checkpoint.class_names,
+        input_size=checkpoint.input_size,
+        builder=target.builder_args(**options),
+        state_dict=weights,
+        mean=checkpoint.mean,
+        std=checkpoint.std,
+        training={**checkpoint.training, "reused_from": checkpoint.name},
+    )

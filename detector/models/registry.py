@@ -12,10 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from detector.models.detector import Detector
+from detector.models.fast_rcnn import build_fast_rcnn
 from detector.models.faster_rcnn import build_faster_rcnn
+from detector.models.localizer import build_localizer
+from detector.models.regions import build_rcnn, build_sliding_window
 from detector.models.yolo import build_yolo
 
-ARCHITECTURES: dict[str, Callable[..., Detector]] = {"yolo": build_yolo, "faster_rcnn": build_faster_rcnn}
+ARCHITECTURES: dict[str, Callable[..., Detector]] = {
+    "yolo": build_yolo,
+    "faster_rcnn": build_faster_rcnn,
+    "fast_rcnn": build_fast_rcnn,
+    "localizer": build_localizer,
+    "sliding_window": build_sliding_window,
+    "rcnn": build_rcnn,
+}
 """Architecture name → builder (keyword arguments: backbone, class_names, input_size, its own knobs)."""
 
 
@@ -39,6 +49,10 @@ RECIPES: dict[str, Recipe] = {
     "frcnn_lite0": Recipe("faster_rcnn", "efficientnet_lite0"),
     "frcnn_mobilenet_v3": Recipe("faster_rcnn", "mobilenet_v3_large"),
     "frcnn_resnet50": Recipe("faster_rcnn", "resnet50"),
+    "fast_rcnn_lite0": Recipe("fast_rcnn", "efficientnet_lite0"),
+    "localizer_lite0": Recipe("localizer", "efficientnet_lite0"),
+    "sliding_window_lite0": Recipe("sliding_window", "efficientnet_lite0"),
+    "rcnn_lite0": Recipe("rcnn", "efficientnet_lite0"),
 }
 """Named recipes for ``vigil train --model``."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -144,13 +145,45 @@ class YoloDataset(Dataset):
         image, boxes, classes = self.load(index)
         if self.augment is not None:
             image, boxes, classes = self.augment(image, boxes, classes)
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        return tensor, {"boxes": torch.from_numpy(boxes).float(), "labels": torch.from_numpy(classes)}
+        return as_sample(image, boxes, classes)
+
+
+def as_sample(image: np.ndarray, boxes: np.ndarray, classes: np.ndarray) -> tuple[Tensor, dict[str, Tensor]]:
+    """RGB HWC image, boxes, classes → a sample: CHW ``uint8`` tensor, target dict."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    return tensor, {"boxes": torch.from_numpy(boxes).float(), "labels": torch.from_numpy(classes)}
 
 
 def collate(batch: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     images, targets = zip(*batch, strict=True)
     return list(images), list(targets)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where :class:`Augment` put an image: scaled by ``scale``, its origin at ``offset`` on a
+    ``size`` square canvas, then mirrored if ``flipped``."""
+
+    scale: float
+    offset: tuple[int, int]
+    size: int
+    min_visible: float
+    flipped: bool = False
+
+    def __call__(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``boxes`` (xyxy in the source image's pixels) moved with the image and clipped to the
+        canvas, those less than ``min_visible`` visible or under 3 px dropped; and the keep mask."""
+        off_x, off_y = self.offset
+        moved = boxes * self.scale + np.array([off_x, off_y, off_x, off_y], np.float32)
+        clipped = moved.clip(0, self.size)
+        area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+        visible = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+        keep = (visible >= self.min_visible * np.maximum(area, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 3)
+        keep &= clipped[:, 3] - clipped[:, 1] >= 3
+        kept = clipped[keep]
+        if self.flipped:
+            kept = np.stack([self.size - kept[:, 2], kept[:, 1], self.size - kept[:, 0], kept[:, 3]], 1)
+        return kept.astype(np.float32), keep
 
 
 @dataclass(frozen=True)
@@ -177,12 +210,23 @@ class Augment:
     def __call__(
         self, image: np.ndarray, boxes: np.ndarray, classes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image, placement = self.apply(image)
+        boxes, keep = placement(boxes)
+        return image, boxes, classes[keep]
+
+    def apply(self, image: np.ndarray) -> tuple[np.ndarray, Placement]:
+        """The augmented image, and the :class:`Placement` that moves any boxes on it (the
+        ground truth, region proposals) the way the image moved."""
         rng = random.Random(self.seed) if self.seed is not None else random
-        image, boxes, classes = self._place(image, boxes, classes, rng)
+        image, placement = self._place(image, rng)
         if rng.random() < self.flip:
             image = image[:, ::-1]
-            boxes = np.stack([self.size - boxes[:, 2], boxes[:, 1], self.size - boxes[:, 0], boxes[:, 3]], 1)
-        image = self._colour(np.ascontiguousarray(image), rng)
+            placement = replace(placement, flipped=True)
+        return self.photometric(np.ascontiguousarray(image), rng), placement
+
+    def photometric(self, image: np.ndarray, rng: random.Random | ModuleType = random) -> np.ndarray:
+        """The pixel-only part: colour jitter, occasional grey, blur and JPEG artefacts."""
+        image = self._colour(image, rng)
         if rng.random() < self.blur:
             kernel = rng.choice((3, 5))
             image = cv2.GaussianBlur(image, (kernel, kernel), 0)
@@ -190,11 +234,9 @@ class Augment:
             quality = rng.randint(20, 70)
             encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1]
             image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-        return image, boxes.astype(np.float32), classes
+        return image
 
-    def _place(
-        self, image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, rng: random.Random
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _place(self, image: np.ndarray, rng: random.Random) -> tuple[np.ndarray, Placement]:
         height, width = image.shape[:2]
         scale = self.size / max(height, width) * rng.uniform(*self.scale)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -210,13 +252,7 @@ class Augment:
         w = min(new_w - src_x, self.size - dst_x)
         h = min(new_h - src_y, self.size - dst_y)
         canvas[dst_y : dst_y + h, dst_x : dst_x + w] = resized[src_y : src_y + h, src_x : src_x + w]
-        moved = boxes * scale + np.array([off_x, off_y, off_x, off_y], np.float32)
-        clipped = moved.clip(0, self.size)
-        area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
-        visible = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-        keep = (visible >= self.min_visible * np.maximum(area, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 3)
-        keep &= clipped[:, 3] - clipped[:, 1] >= 3
-        return canvas, clipped[keep], classes[keep]
+        return canvas, Placement(scale, (off_x, off_y), self.size, self.min_visible)
 
     def _colour(self, image: np.ndarray, rng: random.Random) -> np.ndarray:
         gains = [rng.uniform(-g, g) + 1 for g in self.hsv]

@@ -23,15 +23,23 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from detector.device import pick_device
 from detector.models.checkpoint import Checkpoint
 from detector.models.faster_rcnn import anchor_sizes_for
 from detector.models.registry import build_model, get_recipe
+from detector.training.crops import (
+    CROP_ARCHITECTURES,
+    CROP_SOURCE_SIDE,
+    CropDataset,
+    CropSampler,
+    negative_frames,
+)
 from detector.training.datasets import Augment, DataSpec, YoloDataset, build_cache, collate
 from detector.training.evaluate import EvalReport, evaluate
+from detector.training.proposals import ProposalDataset, build_proposal_cache
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,33 @@ class TrainConfig:
     """Operating threshold for the precision / recall figures."""
     max_train_batches: int | None = None
     """Stop each epoch after this many batches (smoke runs)."""
+    pretrained: bool = True
+    """Start the backbone from its bundled ImageNet weights (False: random init)."""
+    crops_per_image: int = 4
+    """Crop classifiers: crops drawn from each training image per epoch."""
+    negatives: str | None = None
+    """Crop classifiers: a video of scenes without the classes, for background crops."""
+    negatives_until: int | None = None
+    """Use only the frames before this index of ``negatives`` (the rest is kept for testing)."""
+
+
+def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig) -> Dataset:
+    """The training samples an architecture learns from: whole augmented images for the
+    detectors, crops for the crop classifiers (localizer, sliding window, R-CNN), and for Fast
+    R-CNN the images with their selective-search proposals (cached once, the model's settings)."""
+    if arch in CROP_ARCHITECTURES:
+        return CropDataset(
+            YoloDataset(train_dir),
+            CropSampler(),
+            crops_per_image=cfg.crops_per_image,
+            negative_frames=negative_frames(cfg.negatives, cfg.negatives_until, Path(cfg.cache_dir)),
+        )
+    if arch == "fast_rcnn":
+        proposals = build_proposal_cache(
+            train_dir, model.proposer, Path(cfg.cache_dir), workers=max(1, cfg.workers)
+        )
+        return ProposalDataset(train_dir, proposals, augment=Augment(size=cfg.input_size))
+    return YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
 
 
 class ModelEMA:
@@ -99,22 +134,26 @@ class Trainer:
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.spec = DataSpec.load(cfg.data)
+        arch = get_recipe(cfg.model).arch
         cache_side = round(cfg.input_size * 1.5)
+        if arch in CROP_ARCHITECTURES:
+            cache_side = max(cache_side, CROP_SOURCE_SIDE)
         train_dir = build_cache(self.spec, "train", max_side=cache_side, cache_root=Path(cfg.cache_dir))
         val_dir = build_cache(self.spec, "val", max_side=cache_side, cache_root=Path(cfg.cache_dir))
-        self.train_set = YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
         self.val_set = YoloDataset(val_dir)
         self.options: dict[str, Any] = {}
         """Builder options beyond the recipe's, saved in every checkpoint."""
-        if get_recipe(cfg.model).arch == "faster_rcnn":
-            self.options["anchor_sizes"] = anchor_sizes_for(self.train_set.boxes_at(cfg.input_size))
+        if arch == "faster_rcnn":
+            self.options["anchor_sizes"] = anchor_sizes_for(YoloDataset(train_dir).boxes_at(cfg.input_size))
         self.model = build_model(
             cfg.model,
             class_names=self.spec.names,
             input_size=cfg.input_size,
             trainable_stages=cfg.trainable_stages,
+            pretrained=cfg.pretrained,
             **self.options,
         )
+        self.train_set = training_set(arch, train_dir, self.model, cfg)
         self.model.to(self.device).to(memory_format=torch.channels_last)  # faster on CPU and GPU
         self.ema = ModelEMA(self.model, cfg.ema_decay)
         decay, no_decay = [], []
