@@ -7,7 +7,8 @@ from outside, to close alerts of a camera that has stopped sending.
 
 Per (rule, camera, track)::
 
-    qualifying frame: label in rule.labels, score >= min_score, inside one of the rule's zones
+    qualifying frame: label in rule.labels, score >= min_score, inside one of the rule's zones,
+        and with ``verify``: verify_score >= verify_min_score (unverified: suppressed, reason "verify")
     k of the camera's last n frames qualify, no open alert ──────────────────▶ started
         (within cooldown_s of the last started: suppressed, reason "cooldown")
     open alert, no qualifying frame for end_after_s (lost, or left the zone) ─▶ ended
@@ -36,7 +37,7 @@ from alerts.zones import Zone
 from shared.config import AlertRuleConfig
 from shared.schemas import AlertEvent, Box, Detection, Detections
 
-SuppressReason = Literal["score", "zone", "persistence", "cooldown", "storm"]
+SuppressReason = Literal["score", "zone", "verify", "persistence", "cooldown", "storm"]
 OnSuppressed = Callable[[str, str, SuppressReason], None]
 OnStale = Callable[[str], None]
 
@@ -233,6 +234,8 @@ class RuleEngine:
                 self._suppress(rule, obj, "score")
             elif not _in_zone(rule, zones, normalise_box(obj.box, *frame_size)):
                 self._suppress(rule, obj, "zone")
+            elif not _verified(rule, obj):
+                self._suppress(rule, obj, "verify")
             elif obj.track_id not in best or obj.score > best[obj.track_id].score:
                 best[obj.track_id] = obj  # a tracker gives one object per track; keep the best if not
         events = []
@@ -332,6 +335,13 @@ def _in_zone(rule: AlertRuleConfig, zones: tuple[Zone, ...], box_norm: Box) -> b
         x, y = (box_norm[0] + box_norm[2]) / 2, box_norm[3]
         return any(zone.contains(x, y) for zone in zones)
     return any(zone.overlap(box_norm) >= rule.min_overlap for zone in zones)
+
+
+def _verified(rule: AlertRuleConfig, obj: Detection) -> bool:
+    """Whether the rule takes the object's verification: always without ``verify``."""
+    if not rule.verify:
+        return True
+    return obj.verify_score is not None and obj.verify_score >= rule.verify_min_score
 
 
 def _forgettable(rule: AlertRuleConfig, camera: _CameraState, track: _TrackState) -> bool:

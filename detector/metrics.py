@@ -53,6 +53,15 @@ class DetectorMetrics:
         self.detections = Counter(
             "vigil_detector_detections", "Objects reported, by label", ["camera", "label"], registry=r
         )
+        self.verifications = Counter(
+            "vigil_detector_verifications", "Tracked detections re-scored by the verifier", ["camera"],
+            registry=r,
+        )  # fmt: skip
+        self.verify_seconds = Histogram(
+            "vigil_detector_verify_seconds",
+            "Verifier time per batch that verified a track (decode, crops, model)",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.cameras_owned = Gauge("vigil_detector_cameras_owned", "Cameras this replica holds", registry=r)
         self.live_tracks = Gauge("vigil_detector_live_tracks", "Tracks alive, all cameras", registry=r)
         self.model_loaded = Gauge("vigil_detector_model_loaded", "1 once the model is loaded", registry=r)

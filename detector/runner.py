@@ -38,6 +38,21 @@ class DecodedFrame:
     """Frame pixels per image pixel (> 1 when the frame was decoded or resized smaller)."""
 
 
+def native_image(item: DecodedFrame) -> Tensor:
+    """The frame at its own size (``width``×``height``), CHW uint8 RGB on the decoded image's device:
+    that image itself when it has the size already (nvJPEG), else the frame decoded again in full.
+    Raises DecodeError for corrupt data."""
+    frame = item.frame
+    if tuple(item.image.shape[-2:]) == (frame.height, frame.width):
+        return item.image
+    return _rgb_tensor(decode_bgr(frame), item.image.device)
+
+
+def _rgb_tensor(bgr: np.ndarray, device: torch.device) -> Tensor:
+    rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+    return rgb.to(device, non_blocking=True)
+
+
 class DetectorRunner:
     """Loads a checkpoint on a device and runs batches of frames through it."""
 
@@ -91,8 +106,8 @@ class DetectorRunner:
             size = (max(1, min(self.input_size, round(width * shrink))),
                     max(1, min(self.input_size, round(height * shrink))))  # fmt: skip
             bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
-        return DecodedFrame(frame, rgb.to(self.device, non_blocking=True), frame.width / rgb.shape[-1])
+        rgb = _rgb_tensor(bgr, self.device)
+        return DecodedFrame(frame, rgb, frame.width / rgb.shape[-1])
 
     def decode_batch(
         self, frames: Sequence[Frame]

@@ -2,7 +2,8 @@
 
 Two threads: the *reader* renews leases, reads the owned frame streams, keeps the newest frame
 per camera in the :class:`DynamicBatcher`, and decodes a batch as soon as the model is free; the
-*inference* thread runs the model, the per-camera tracker, and publishes one Detections entry per
+*inference* thread runs the model, the per-camera tracker, the second-stage verifier if
+``detector.verifier`` is set (``detector/verifier.py``), and publishes one Detections entry per
 frame to ``vigil:detections``. Under load a full batch is decoded while the model works on the
 previous one (double buffering); frames that arrive while the model is busy replace older ones
 instead of queueing.
@@ -23,12 +24,13 @@ from detector.metrics import DetectorMetrics
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.track_ids import TrackIds
 from detector.tracking import MultiCameraTracker
+from detector.verifier import TrackVerifier
 from shared import keys
 from shared.config import DetectorConfig
 from shared.errors import SchemaError, StoreUnavailable
 from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
-from shared.schemas import Detections, Frame
+from shared.schemas import Detection, Detections, Frame
 from shared.service import LeasedService
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,10 @@ class DetectorService(LeasedService):
             on_drop=self.metrics.drop,
         )
         self.tracker = MultiCameraTracker(config.tracker)
+        self.verifier = (
+            None if config.verifier is None
+            else TrackVerifier.from_config(config.verifier, device=runner.device, labels=runner.class_names)
+        )  # fmt: skip
         self._handoff: queue.Queue[list[DecodedFrame] | None] = queue.Queue(maxsize=1)
         self._model_busy = threading.Event()
         self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
@@ -123,6 +129,8 @@ class DetectorService(LeasedService):
         self._reader.unfollow(camera)
         self._batcher.forget(camera)
         self.tracker.drop(camera)
+        if self.verifier is not None:
+            self.verifier.forget(camera)
 
     def work(self, *, until: float) -> None:
         """Read the owned streams (blocking at most until a batch is due or the next lease round),
@@ -209,20 +217,40 @@ class DetectorService(LeasedService):
         per_frame, seconds = self.runner.detect(batch)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.inference_seconds.observe(seconds)
+        tracked = [
+            self.tracker.update(item.frame.camera, detections, frame=item.frame.seq)
+            for item, detections in zip(batch, per_frame, strict=True)
+        ]
+        timings_ms = {"inference": round(seconds * 1000, 2)}
+        if self.verifier is not None:
+            tracked, timings_ms["verify"] = self._verify(self.verifier, batch, tracked)
         messages = []
-        for item, detections in zip(batch, per_frame, strict=True):
+        for item, objects in zip(batch, tracked, strict=True):
             frame = item.frame
-            tracked = self.tracker.update(frame.camera, detections, frame=frame.seq)
             queue_wait_ms = (started_ns - frame.ts_ns) / 1e6
             messages.append(Detections(
                 camera=frame.camera, seq=frame.seq, ts_ns=frame.ts_ns, width=frame.width, height=frame.height,
-                model=self.runner.name, objects=tuple(tracked),
-                timings_ms={"queue_wait": round(queue_wait_ms, 2), "inference": round(seconds * 1000, 2),
+                model=self.runner.name, objects=tuple(objects),
+                timings_ms={"queue_wait": round(queue_wait_ms, 2), **timings_ms,
                             "total": round((time.time_ns() - frame.ts_ns) / 1e6, 2)},
             ))  # fmt: skip
             self.metrics.queue_lag_seconds.observe(max(0.0, queue_wait_ms / 1000))
         self._publish(messages)
         self.metrics.live_tracks.set(self.tracker.live_tracks())
+
+    def _verify(
+        self, verifier: TrackVerifier, batch: list[DecodedFrame], tracked: list[list[Detection]]
+    ) -> tuple[list[list[Detection]], float]:
+        """The verifier's pass over a tracked batch: the detections with ``verify_score``, and its ms."""
+        outcome = verifier.verify(list(zip(batch, tracked, strict=True)))
+        for item, count in zip(batch, outcome.verified, strict=True):
+            if count:
+                self.metrics.verifications.labels(item.frame.camera).inc(count)
+        if any(outcome.verified):
+            self.metrics.verify_seconds.observe(outcome.seconds)
+        for camera in {item.frame.camera for item in batch}:
+            verifier.retain(camera, self.tracker.track_ids(camera))
+        return outcome.detections, round(outcome.seconds * 1000, 2)
 
     def _publish(self, messages: list[Detections]) -> None:
         def run() -> None:

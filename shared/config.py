@@ -169,6 +169,22 @@ class TrackerConfig(_Section):
         return self
 
 
+class VerifierConfig(_Section):
+    """The second-stage verifier (docs/verifier.md): a confirmed track's box, with some context, cut
+    from the frame at its own size and re-scored by the localization model."""
+
+    weights: str | None = Field(
+        None, description="Localizer checkpoint (default: detector/weights/localizer-lite0.pt)"
+    )
+    min_score: float = Field(0.5, ge=0, le=1, description="Verify tracks whose detection scores this or more")
+    margin: float = Field(
+        0.15, ge=0, le=1, description="Context added on each side of the box, a share of its width and height"
+    )
+    every_s: float = Field(
+        2.0, ge=0, le=3600, description="Verify a track again at most this often (frame time; 0: every frame)"
+    )
+
+
 class DetectorConfig(ServiceConfig):
     metrics_port: int | None = Field(
         9102, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
@@ -190,6 +206,9 @@ class DetectorConfig(ServiceConfig):
     )
     detections_maxlen: int = Field(10_000, ge=1, description="Approximate bound of vigil:detections")
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    verifier: VerifierConfig | None = Field(
+        None, description="Re-score confirmed tracks with the localization model (None: off)"
+    )
 
 
 class AlertRuleConfig(_Section):
@@ -209,6 +228,10 @@ class AlertRuleConfig(_Section):
     cooldown_s: float = Field(30.0, ge=0, le=86_400, description="No new 'started' per (rule, camera, track)")
     end_after_s: float = Field(3.0, gt=0, le=3600, description="A track unseen this long has 'ended'")
     severity: Literal["info", "warning", "critical"] = Field("critical", description="Carried in events")
+    verify: bool = Field(False, description="Count only sightings the detector's verifier confirmed")
+    verify_min_score: float = Field(
+        0.5, ge=0, le=1, description="verify: least verify_score that confirms a sighting"
+    )
 
     @model_validator(mode="after")
     def _k_of_n(self) -> AlertRuleConfig:
@@ -264,6 +287,14 @@ class VigilConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
+
+    @model_validator(mode="after")
+    def _verify_needs_a_verifier(self) -> VigilConfig:
+        """A rule that counts only verified sightings would never fire without the verifier."""
+        for index, rule in enumerate(self.alerts.rules):
+            if rule.verify and self.detector.verifier is None:
+                raise ValueError(f"alerts.rules[{index}].verify needs detector.verifier")
+        return self
 
     @model_validator(mode="after")
     def _rule_zones_exist(self) -> VigilConfig:

@@ -2,7 +2,9 @@
 
 Every message carries ``v``, the version of its own type (``Frame.VERSION``,
 ``Detections.VERSION``, ``AlertEvent.VERSION``): a type's version changes only when that type
-does. Encoding is plain fields and JSON: never pickle. Decoding validates everything and raises
+does in a way its readers cannot step over (a new optional member of a ``Detections`` object, which
+readers ignore, is not such a change; a new ``AlertEvent`` member, which readers refuse, is).
+Encoding is plain fields and JSON: never pickle. Decoding validates everything and raises
 :class:`SchemaError`, and nothing else, with a bounded ``reason`` (``missing_field``,
 ``bad_field``, ``version``, ``bad_codec``, ``bad_size``) that consumers count: whatever the bytes
 (names that are not UTF-8, numbers that overflow, JSON nested too deep, wrong JSON types).
@@ -218,25 +220,29 @@ class Frame:
 @dataclass(frozen=True)
 class Detection:
     """One object in a frame. ``box`` is xyxy in source-frame pixels; ``track_id`` is scoped to
-    the camera (``None`` before the tracker has confirmed it)."""
+    the camera (``None`` before the tracker has confirmed it); ``verify_score`` is the second-stage
+    verifier's latest score of the track (``None``: not verified, or no verifier)."""
 
     label: str
     class_id: int
     score: float
     box: Box
     track_id: int | None = None
+    verify_score: float | None = None
 
     @classmethod
     def from_dict(cls, obj: Any) -> Detection:
-        """One element of a ``Detections`` message's ``objects`` (parsed JSON); other keys are ignored."""
+        """One element of a ``Detections`` message's ``objects`` (parsed JSON); other keys are ignored,
+        and the optional ones (``track_id``, ``verify_score``) may be missing or null."""
         obj = _object(obj, "object")
-        track_id = obj.get("track_id")
+        track_id, verify_score = obj.get("track_id"), obj.get("verify_score")
         return cls(
             label=_string(_member(obj, "label", "object"), "object label"),
             class_id=_whole(_member(obj, "class_id", "object"), "object class_id", lo=0, hi=_I64),
             score=_number(_member(obj, "score", "object"), "object score"),
             box=_box(_member(obj, "box", "object"), "object box"),
             track_id=None if track_id is None else _whole(track_id, "object track_id", lo=0, hi=_I64),
+            verify_score=None if verify_score is None else _number(verify_score, "object verify_score"),
         )
 
 
@@ -248,6 +254,8 @@ class Detections:
     """
 
     VERSION: ClassVar[int] = 1
+    """Still 1 with ``Detection.verify_score``: an optional object member, which readers of v1 ignore
+    and this build reads as null when it is missing, changes no version (docs/contracts.md)."""
 
     camera: str
     seq: int

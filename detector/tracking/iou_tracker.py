@@ -233,6 +233,11 @@ class MultiCameraTracker:
         tracked = self.tracker(camera).update(boxes, scores, class_ids, frame=frame)
         return [replace(d, track_id=t.track_id) for d, t in zip(detections, tracked, strict=True)]
 
+    def track_ids(self, camera: str) -> set[int]:
+        """The ids of the camera's live tracks that have one (confirmed or lost)."""
+        tracker = self._trackers.get(camera)
+        return {t.track_id for t in tracker.tracks if t.track_id is not None} if tracker else set()
+
     def live_tracks(self) -> int:
         """Tracks with an id (confirmed or lost), over all cameras."""
         return sum(t.track_id is not None for tracker in self._trackers.values() for t in tracker.tracks)

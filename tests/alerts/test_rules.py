@@ -20,8 +20,15 @@ RIGHT_BOX = (440.0, 200.0, 540.0, 400.0)  # bottom centre (0.77, 0.83): right ha
 LEFT_HALF = Zone.from_config("left", [(0, 0), (0.5, 0), (0.5, 1), (0, 1)])
 
 
-def det(track: int | None = 7, *, score: float = 0.9, box=LEFT_BOX, label: str = "pistol") -> Detection:
-    return Detection(label=label, class_id=0, score=score, box=box, track_id=track)
+def det(
+    track: int | None = 7,
+    *,
+    score: float = 0.9,
+    box=LEFT_BOX,
+    label: str = "pistol",
+    verify_score: float | None = None,
+) -> Detection:
+    return Detection(label=label, class_id=0, score=score, box=box, track_id=track, verify_score=verify_score)
 
 
 def frame(seq: int, *objects: Detection, camera: str = "cam1", ts_ns: int | None = None) -> Detections:
@@ -304,6 +311,32 @@ def test_suppression_reasons_once_per_object_and_rule() -> None:
         ("gun", "pistol", "zone"): 4,
         ("gun", "pistol", "persistence"): 2,
     })  # fmt: skip
+
+
+def test_a_verify_rule_counts_only_verified_sightings() -> None:
+    """Unverified (None) or verified below verify_min_score: suppressed as "verify", not counted."""
+    recorder = Recorder()
+    verify = rule(verify=True, verify_min_score=0.6)
+    frames = [
+        frame(seq, det(1, verify_score=None), det(2, verify_score=0.59), det(3, verify_score=0.6))
+        for seq in range(3)
+    ]
+    events = run(engine(verify, recorder=recorder), frames)
+    assert [(e.track_id, e.seq) for e in events] == [(3, 2)]
+    assert recorder.reasons == Counter({"verify": 6, "persistence": 2})
+
+
+def test_without_verify_the_verify_score_is_not_looked_at() -> None:
+    frames = pattern_frames("XXX", verify_score=0.01)
+    assert started_seqs(run(engine(), frames)) == [2]
+    assert started_seqs(run(engine(), pattern_frames("XXX"))) == [2], "nor needed"
+
+
+def test_score_and_zone_are_checked_before_verification() -> None:
+    recorder = Recorder()
+    eng = engine(rule(verify=True, zones=("left",)), zones={"cam1": {"left": LEFT_HALF}}, recorder=recorder)
+    run(eng, [frame(0, det(1, score=0.2), det(2, box=RIGHT_BOX), det(3))])
+    assert recorder.reasons == Counter({"score": 1, "zone": 1, "verify": 1})
 
 
 # --- sweep, memory, drop_camera --------------------------------------------------------------------------

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from detector.runner import DetectorRunner
+from detector.runner import DecodedFrame, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
-from shared.config import DetectorConfig, RedisConfig
+from shared.config import DetectorConfig, RedisConfig, VerifierConfig
 from shared.redis import EmbeddedRedis, connect
-from shared.schemas import Detections
-from tests.detector.conftest import jpeg_frame, push
+from shared.schemas import Detection, Detections
+from tests.detector.conftest import RECTANGLE, background_box, jpeg_frame, push, tiled_frame
 from tests.support.services import running, wait_for
 
 
@@ -68,6 +68,8 @@ def test_frames_in_detections_out_in_source_pixels(redis_client: redis.Redis, ru
         # the 1280x720 JPEG was decoded at 1/8 size; boxes must come back to full-frame pixels
         assert max(x2 for _x1, _y1, x2, _y2 in boxes) > 0.6 * width
         assert all(obj.label == "pistol" for obj in message.objects)
+        assert all(obj.verify_score is None for obj in message.objects), "no verifier configured"
+        assert "verify" not in message.timings_ms
 
 
 def test_malformed_and_stale_entries_are_skipped_and_counted(
@@ -137,3 +139,39 @@ def test_an_extreme_aspect_frame_is_processed_not_fatal(
         push(redis_client, jpeg_frame("cam", 1, 320, 240))
         assert wait_for(lambda: {d.seq for d in detections(redis_client)} >= {1}, 20)
         assert service.stopping is False
+
+
+class FixedBoxesRunner(DetectorRunner):
+    """The tiny model's runner, reporting the same two boxes of the overfit localizer's class in
+    every frame: one on :func:`tiled_frame`'s rectangle, one on its noise."""
+
+    BOXES = (RECTANGLE, background_box(0, 3, 0.15))
+
+    def __init__(self, weights: Path) -> None:
+        super().__init__(weights)
+        self.class_names = ("rect",)
+
+    def detect(self, batch: list[DecodedFrame]) -> tuple[list[list[Detection]], float]:
+        return [[Detection("rect", 0, 0.9, box) for box in self.BOXES] for _ in batch], 0.001
+
+
+def test_the_verifier_scores_each_track_once_per_every_s_on_the_frames_pixels(
+    redis_client: redis.Redis, tiny_checkpoint: Path, localizer_checkpoint: Path
+) -> None:
+    config = detector_config(verifier=VerifierConfig(weights=str(localizer_checkpoint), every_s=60))
+    service = DetectorService(config, ["cam"], client=redis_client, runner=FixedBoxesRunner(tiny_checkpoint))
+    with running(service):
+        assert wait_for(owns(redis_client, "cam"), 10)
+        for seq in range(3):
+            push(redis_client, tiled_frame("cam", seq))
+            assert wait_for(lambda n=seq: len(detections(redis_client)) == n + 1, 10)
+    verifications = service.metrics.registry.get_sample_value(
+        "vigil_detector_verifications_total", {"camera": "cam"}
+    )
+    assert verifications == 2, "two tracks, each verified once in the 60 s"
+    for message in detections(redis_client):
+        on_rectangle, on_noise = message.objects
+        assert on_rectangle.track_id is not None and on_noise.track_id is not None
+        assert on_rectangle.verify_score is not None and on_rectangle.verify_score > 0.9
+        assert on_noise.verify_score is not None and on_noise.verify_score < 0.1
+        assert "verify" in message.timings_ms

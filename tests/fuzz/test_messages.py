@@ -21,10 +21,11 @@ from tests.fuzz import FUZZ
 FRAME = Frame("gate", 7, 1_700_000_000_000_000_000, 1234, 4, 2, "raw", bytes(4 * 2 * 3))
 DETECTIONS = Detections(
     camera="gate", seq=7, ts_ns=1_700_000_000_000_000_000, width=640, height=480, model="yolo",
-    objects=(Detection("pistol", 0, 0.9, (1.0, 2.0, 30.0, 40.0), 3),
+    objects=(Detection("pistol", 0, 0.9, (1.0, 2.0, 30.0, 40.0), 3, verify_score=0.8),
              Detection("knife", 1, 0.4, (5, 6, 7, 8))),
     timings_ms={"queue_wait": 1.5, "inference": 20.0, "total": 25.0},
 )  # fmt: skip
+OBJECT = {"label": "x", "class_id": 0, "score": 0.5, "box": [0, 0, 1, 1], "track_id": 2, "verify_score": 0.7}
 EVENT = AlertEvent(
     event_id="0123456789abcdef0123", kind="started", rule="gun", severity="critical", camera="gate",
     label="pistol", score=0.9, box=(1.0, 2.0, 30.0, 40.0), box_norm=(0.0, 0.0, 0.05, 0.08),
@@ -126,9 +127,7 @@ def test_frame_decode(fields: dict) -> None:
     st.one_of(
         arbitrary_fields,
         mutated_fields(as_redis(DETECTIONS.encode())),
-        mutated_json([{"label": "x", "class_id": 0, "score": 0.5, "box": [0, 0, 1, 1], "track_id": 2}]).map(
-            lambda text: as_redis(DETECTIONS.encode()) | {b"objects": text.encode()}
-        ),
+        mutated_json([OBJECT]).map(lambda text: as_redis(DETECTIONS.encode()) | {b"objects": text.encode()}),
         mutated_json(dict(DETECTIONS.timings_ms)).map(
             lambda text: as_redis(DETECTIONS.encode()) | {b"timings_ms": text.encode()}
         ),

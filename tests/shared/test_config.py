@@ -80,6 +80,11 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
             "alerts:\n  rules:\n    - {name: gun, labels: [pistol]}\n    - {name: gun, labels: [knife]}\n",
             "rules[1].name 'gun' is used twice",
         ),
+        (
+            "alerts:\n  rules:\n    - {name: gun, labels: [pistol], verify: true}\n",
+            "alerts.rules[0].verify needs detector.verifier",
+        ),
+        ("detector: {verifier: {margin: -0.1}}\n", "detector.verifier.margin"),
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -88,6 +93,18 @@ def test_bad_config_names_file_and_field(tmp_path: Path, text: str, expected: st
         load_config(path, env={})
     assert str(path) in str(caught.value)
     assert expected in str(caught.value)
+
+
+def test_a_verify_rule_with_the_verifier(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "detector: {verifier: {every_s: 1}}\n"
+        "alerts:\n  rules:\n    - {name: gun, labels: [pistol], verify: true, verify_min_score: 0.4}\n",
+    )
+    config = load_config(path, env={})
+    assert config.detector.verifier is not None and config.detector.verifier.every_s == 1
+    assert (config.alerts.rules[0].verify, config.alerts.rules[0].verify_min_score) == (True, 0.4)
+    assert load_config(env={}).detector.verifier is None, "off by default"
 
 
 def test_bad_env_value_names_the_variable() -> None:

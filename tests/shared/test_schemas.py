@@ -139,6 +139,17 @@ def test_frames_and_detections_keep_their_version_across_the_alert_event_bump() 
     assert detections[b"v"] == b"1" and Detections.decode(detections).width == 640
 
 
+def test_verify_score_is_optional_and_keeps_detections_at_v1() -> None:
+    """An optional object member: v1 readers ignore it, and entries written without it read as None."""
+    verified = Detection("pistol", 0, 0.9, (1.0, 2.0, 3.0, 4.0), 5, verify_score=0.75)
+    unverified = Detection("pistol", 0, 0.8, (1.0, 2.0, 3.0, 4.0))
+    message = Detections("cam", 1, 2, 640, 480, "m", objects=(verified, unverified))
+    fields = as_redis(message.encode())
+    assert fields[b"v"] == b"1" and Detections.decode(fields) == message
+    older = {"label": "pistol", "class_id": 0, "score": 0.9, "box": [1, 2, 3, 4], "track_id": 5}
+    assert Detection.from_dict(older).verify_score is None
+
+
 def reason(decode: object, *args: object) -> str:
     with pytest.raises(SchemaError) as caught:
         decode(*args)  # type: ignore[operator]
@@ -169,6 +180,8 @@ def test_field_names_that_are_not_utf8_are_a_schema_error() -> None:
         {"label": "x", "class_id": 0, "score": 0.5, "box": "0011"},
         {"label": "x", "class_id": 0, "score": 0.5, "box": {"a": 1, "b": 2, "c": 3, "d": 4}},
         {"label": "x", "class_id": 0, "score": 0.5, "box": [0, 0, 1, 1], "track_id": "3"},
+        {"label": "x", "class_id": 0, "score": 0.5, "box": [0, 0, 1, 1], "verify_score": "0.9"},
+        {"label": "x", "class_id": 0, "score": 0.5, "box": [0, 0, 1, 1], "verify_score": 1e400},
         ["label", "x"],
         "x",
     ],

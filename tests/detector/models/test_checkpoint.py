@@ -5,9 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.models.checkpoint import Checkpoint, CheckpointError
+from detector.boxes import iou_matrix
+from detector.models.checkpoint import Checkpoint, CheckpointError, reuse_localizer
 from detector.models.registry import build_model
 from detector.runner import DEFAULT_WEIGHTS
+from detector.training.datasets import YoloDataset
+from detector.verifier import DEFAULT_VERIFIER_WEIGHTS
+from tests.support.data import data_dir
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +82,17 @@ def test_the_shipped_weights_load_unchanged() -> None:
     assert set(model.state_dict()) == set(checkpoint.state_dict)
     assert (model.class_names, model.input_size) == (checkpoint.class_names, checkpoint.input_size)
     assert model.class_names == ("pistol",)
+
+
+def test_the_shipped_localizer_finds_pistols_as_rcnn() -> None:
+    """The shipped localization model (also the alert verifier), reused as R-CNN on 200 selective-
+    search proposals: its best box hits the pistol (IoU > 0.5) in val images of three sizes
+    (University of Granada data)."""
+    shipped = Checkpoint.load(DEFAULT_VERIFIER_WEIGHTS)
+    rcnn = reuse_localizer(shipped, "rcnn_lite0", proposals=200).build(score_thresh=0.5)
+    val = YoloDataset(data_dir() / "pistols" / "images" / "val")
+    for index in (0, 12, 24):  # 263×192, 1080×720, 585×390
+        image, target = val[index]
+        found = rcnn.predict([image])[0]
+        assert len(found["boxes"]), index
+        assert iou_matrix(found["boxes"][:1], target["boxes"]).max() > 0.5, index
