@@ -407,7 +407,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
     print("\nDetector recipes (vigil train --model NAME):")
     for name, recipe in RECIPES.items():
-        print(f"  {name:<20} {recipe.arch:<12} {recipe.backbone}")
+        print(f"  {name:<20} {recipe.arch:<14} {recipe.backbone}")
     return 0
 
 
