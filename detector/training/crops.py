@@ -27,9 +27,6 @@ from torch.utils.data import Dataset
 from detector.boxes import iou_matrix_np
 from detector.training.datasets import Augment, YoloDataset
 
-CROP_ARCHITECTURES = frozenset({"localizer", "sliding_window", "rcnn"})
-"""Architectures that learn from crops, not whole images."""
-
 CROP_SOURCE_SIDE = 576
 """Training images are cached with at least this longer side, so crops keep their detail."""
 

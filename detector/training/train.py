@@ -27,11 +27,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from detector.device import pick_device
-from detector.models.checkpoint import Checkpoint
+from detector.models.checkpoint import REGION_ARCHITECTURES, Checkpoint
 from detector.models.faster_rcnn import anchor_sizes_for
 from detector.models.registry import build_model, get_recipe
 from detector.training.crops import (
-    CROP_ARCHITECTURES,
     CROP_SOURCE_SIDE,
     CropDataset,
     CropSampler,
@@ -80,7 +79,7 @@ def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig)
     """The training samples an architecture learns from: whole augmented images for the
     detectors, crops for the crop classifiers (localizer, sliding window, R-CNN), and for Fast
     R-CNN the images with their selective-search proposals (cached once, the model's settings)."""
-    if arch in CROP_ARCHITECTURES:
+    if arch in REGION_ARCHITECTURES:
         return CropDataset(
             YoloDataset(train_dir),
             CropSampler(),
@@ -136,7 +135,7 @@ class Trainer:
         self.spec = DataSpec.load(cfg.data)
         arch = get_recipe(cfg.model).arch
         cache_side = round(cfg.input_size * 1.5)
-        if arch in CROP_ARCHITECTURES:
+        if arch in REGION_ARCHITECTURES:
             cache_side = max(cache_side, CROP_SOURCE_SIDE)
         train_dir = build_cache(self.spec, "train", max_side=cache_side, cache_root=Path(cfg.cache_dir))
         val_dir = build_cache(self.spec, "val", max_side=cache_side, cache_root=Path(cfg.cache_dir))
