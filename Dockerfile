@@ -75,13 +75,11 @@ WORKDIR /app
 COPY samples/ samples/
 COPY config/ config/
 
-# The process settings vigil/runtime.py would otherwise set by re-executing torch commands:
-# tcmalloc preloaded, OpenMP threads that sleep instead of spinning, and VIGIL_RUNTIME_TUNED=1 to
-# say both are in place.
+# OpenMP threads that sleep instead of spinning. The allocator is not preloaded here: the torch
+# commands re-execute themselves with tcmalloc (/usr/local/lib link above) unless they may run
+# OpenVINO, which aborts under a preloaded allocator (vigil/runtime.py).
 ENV PATH=/opt/vigil/bin:$PATH \
-    LD_PRELOAD=/usr/local/lib/libtcmalloc_minimal.so.4 \
     OMP_WAIT_POLICY=PASSIVE \
-    VIGIL_RUNTIME_TUNED=1 \
     VIGIL_CONFIG=/app/config/vigil.compose.yaml \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

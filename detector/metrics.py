@@ -8,6 +8,7 @@ DROP_REASONS = (
     "superseded", "stale", "malformed", "clock_skew", "decode_failed", "inference_failed", "not_owned",
     "redis_unavailable",
 )  # fmt: skip
+SKIP_REASONS = ("no_motion",)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -21,6 +22,12 @@ class DetectorMetrics:
         self.frames_dropped = Counter(
             "vigil_detector_frames_dropped",
             "Frames not processed, by reason",
+            ["camera", "reason"],
+            registry=r,
+        )
+        self.frames_skipped = Counter(
+            "vigil_detector_frames_skipped",
+            "Frames not sent to the model on purpose, by reason (no_motion: motion gating)",
             ["camera", "reason"],
             registry=r,
         )
@@ -70,6 +77,8 @@ class DetectorMetrics:
         self.frames_processed.labels(camera)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(camera, reason)
+        for reason in SKIP_REASONS:
+            self.frames_skipped.labels(camera, reason)
 
     def drop(self, camera: str, reason: str) -> None:
         self.frames_dropped.labels(camera, reason).inc()

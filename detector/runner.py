@@ -18,8 +18,7 @@ import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from detector.device import pick_device
-from detector.models.checkpoint import Checkpoint, file_sha256
+from detector.engines.build import EngineChoice, build_detector
 from shared.config import DetectorConfig
 from shared.errors import DecodeError
 from shared.imaging import decode_bgr
@@ -64,33 +63,42 @@ class DetectorRunner:
         score_thresh: float = 0.25,
         nms_iou_thresh: float = 0.6,
         torch_threads: int | None = None,
+        engine: str = "auto",
+        precision: str = "auto",
+        engine_cache_dir: str | Path | None = None,
+        rect: bool = True,
     ) -> None:
         path = Path(weights) if weights else DEFAULT_WEIGHTS
-        self.checkpoint = Checkpoint.load(path)
-        self.device = pick_device(device)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
-        self.model = self.checkpoint.build(nms_iou_thresh=nms_iou_thresh).to(self.device).eval()
+        built = build_detector(
+            EngineChoice(path, engine=engine, precision=precision, device=device,
+                         cache_dir=Path(engine_cache_dir) if engine_cache_dir else None, rect=rect,
+                         threads=torch_threads),
+            nms_iou_thresh=nms_iou_thresh,
+        )  # fmt: skip
+        self.checkpoint = built.checkpoint
+        self.device = built.device
+        self.engine = built.label
+        """``torch-fp32``, ``openvino-int8``, ...: what runs the network."""
+        self.model = built.model
         self.model.score_thresh = score_thresh
-        # channels-last convolutions: 1.3-2.5x faster for the depthwise-heavy backbones on CPU
-        # (bench/models.py), and what tensor cores want on CUDA
-        self.model.to(memory_format=torch.channels_last)
-        self.half = self.device.type == "cuda"
-        if self.half:
-            self.model.half()
+        self.half = built.precision == "fp16"
         self.device_decode = self.device.type == "cuda"
         """Decode each batch's JPEGs together on the model's device (nvJPEG on CUDA)."""
         self.class_names = self.checkpoint.class_names
         self.input_size = self.checkpoint.input_size
-        self.name = f"{self.checkpoint.name}@{file_sha256(path)[:8]}"
-        log.info("model %s on %s (%d classes, input %d)", self.name, self.device, len(self.class_names),
-                 self.input_size)  # fmt: skip
+        self.name = f"{self.checkpoint.name}@{built.checkpoint_sha256[:8]}"
+        log.info("model %s on %s, engine %s (%d classes, input %d)", self.name, self.device, self.engine,
+                 len(self.class_names), self.input_size)  # fmt: skip
 
     @classmethod
     def from_config(cls, config: DetectorConfig) -> DetectorRunner:
         return cls(
             config.weights, device=config.device, score_thresh=config.score_thresh,
-            nms_iou_thresh=config.nms_iou_thresh, torch_threads=config.torch_threads,
+            nms_iou_thresh=config.nms_iou_thresh, torch_threads=config.torch_threads, engine=config.engine,
+            precision=config.precision, engine_cache_dir=config.engine_cache_dir,
+            rect=config.letterbox == "rect",
         )  # fmt: skip
 
     def decode(self, frame: Frame) -> DecodedFrame:

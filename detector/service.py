@@ -6,7 +6,9 @@ per camera in the :class:`DynamicBatcher`, and decodes a batch as soon as the mo
 ``detector.verifier`` is set (``detector/verifier.py``), and publishes one Detections entry per
 frame to ``vigil:detections``. Under load a full batch is decoded while the model works on the
 previous one (double buffering); frames that arrive while the model is busy replace older ones
-instead of queueing.
+instead of queueing. Before a frame reaches the batcher, its camera's
+:class:`~detector.gate.MotionGate` may skip it (nothing moved; ``detector.motion``): a skipped frame
+is counted, publishes nothing and leaves the camera's tracks as they are.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 
 from detector.batching import DynamicBatcher
+from detector.gate import MotionGate
 from detector.metrics import DetectorMetrics
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.track_ids import TrackIds
 from detector.tracking import MultiCameraTracker
 from detector.verifier import TrackVerifier
 from shared import keys
-from shared.config import DetectorConfig
-from shared.errors import SchemaError, StoreUnavailable
+from shared.config import DetectorConfig, MotionConfig
+from shared.errors import DecodeError, SchemaError, StoreUnavailable
 from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import Detection, Detections, Frame
@@ -88,7 +91,10 @@ class DetectorService(LeasedService):
         runner: DetectorRunner,
         metrics: DetectorMetrics | None = None,
         max_frames: int | None = None,
+        motion: Mapping[str, MotionConfig] | None = None,
     ) -> None:
+        """``motion``: per-camera motion gating (``VigilConfig.motion_for``); other cameras use
+        ``config.motion``."""
         super().__init__(config, cameras, client=client, metrics=metrics or DetectorMetrics())
         self.config: DetectorConfig = config
         self.metrics: DetectorMetrics
@@ -104,6 +110,9 @@ class DetectorService(LeasedService):
             on_drop=self.metrics.drop,
         )
         self.tracker = MultiCameraTracker(config.tracker)
+        self._motion = dict(motion or {})
+        self._gates: dict[str, MotionGate] = {}
+        """Owned cameras' motion gates: the reader thread decides, the inference thread holds."""
         self.verifier = (
             None if config.verifier is None
             else TrackVerifier.from_config(config.verifier, device=runner.device, labels=runner.class_names)
@@ -112,6 +121,8 @@ class DetectorService(LeasedService):
         self._model_busy = threading.Event()
         self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self.processed = 0
+        self.skipped = 0
+        """Frames the motion gate kept from the model."""
 
     # -- reader thread (the service loop) ------------------------------------------------------
 
@@ -122,11 +133,13 @@ class DetectorService(LeasedService):
     def on_gained(self, camera: str) -> None:
         self.metrics.init_camera(camera)
         self.tracker.start(camera, next_id=TrackIds(self.client, camera))
+        self._gates[camera] = MotionGate(self._motion.get(camera, self.config.motion))
         for _camera, fields in self._reader.follow(camera):
             self._offer(camera, fields)
 
     def on_lost(self, camera: str) -> None:
         self._reader.unfollow(camera)
+        self._gates.pop(camera, None)
         self._batcher.forget(camera)
         self.tracker.drop(camera)
         if self.verifier is not None:
@@ -167,7 +180,29 @@ class DetectorService(LeasedService):
         if frame.ts_ns > now_ns + self._max_skew_ns:  # a camera host whose clock is ahead
             self.metrics.drop(camera, "clock_skew")
             return
+        if self._gated_out(frame):
+            return
         self._batcher.add(frame, now=time.monotonic(), now_ns=now_ns)
+
+    def _gated_out(self, frame: Frame) -> bool:
+        """Whether the camera's motion gate skips the frame (counted), or it would not decode."""
+        gate = self._gates.get(frame.camera)
+        if gate is None:
+            return False
+        try:
+            decision = gate.decide(frame)
+        except DecodeError as error:
+            self._decode_failed(frame, error)
+            return True
+        if not decision.infer:
+            self.skipped += 1
+            self.metrics.frames_skipped.labels(frame.camera, "no_motion").inc()
+        return not decision.infer
+
+    def _decode_failed(self, frame: Frame, error: DecodeError) -> None:
+        self.metrics.drop(frame.camera, "decode_failed")
+        log_limited(log, f"decode_failed:{frame.camera}", LIMITED_INTERVAL_S,
+                    "camera %s seq %d: %s", frame.camera, frame.seq, error)  # fmt: skip
 
     def _can_dispatch(self) -> bool:
         """The model is free, or it is busy and a *full* batch can be decoded ahead of it (so under
@@ -187,9 +222,7 @@ class DetectorService(LeasedService):
             for _ in frames:
                 self.metrics.decode_seconds.observe(per_frame)
         for frame, error in failed:
-            self.metrics.drop(frame.camera, "decode_failed")
-            log_limited(log, f"decode_failed:{frame.camera}", LIMITED_INTERVAL_S,
-                        "camera %s seq %d: %s", frame.camera, frame.seq, error)  # fmt: skip
+            self._decode_failed(frame, error)
         if decoded:
             self._handoff.put(decoded)
 
@@ -221,6 +254,7 @@ class DetectorService(LeasedService):
             self.tracker.update(item.frame.camera, detections, frame=item.frame.seq)
             for item, detections in zip(batch, per_frame, strict=True)
         ]
+        self._hold_gates(batch, tracked)
         timings_ms = {"inference": round(seconds * 1000, 2)}
         if self.verifier is not None:
             tracked, timings_ms["verify"] = self._verify(self.verifier, batch, tracked)
@@ -237,6 +271,13 @@ class DetectorService(LeasedService):
             self.metrics.queue_lag_seconds.observe(max(0.0, queue_wait_ms / 1000))
         self._publish(messages)
         self.metrics.live_tracks.set(self.tracker.live_tracks())
+
+    def _hold_gates(self, batch: list[DecodedFrame], tracked: list[list[Detection]]) -> None:
+        """Cameras with detections keep every frame inferred for ``hold_s`` (see detector/gate.py)."""
+        for item, objects in zip(batch, tracked, strict=True):
+            gate = self._gates.get(item.frame.camera)
+            if objects and gate is not None:
+                gate.hold(item.frame.ts_ns)
 
     def _verify(
         self, verifier: TrackVerifier, batch: list[DecodedFrame], tracked: list[list[Detection]]

@@ -50,6 +50,57 @@ class LoggingConfig(_Section):
     format: Literal["plain", "json"] = Field("plain", description="Human lines or JSON lines")
 
 
+Polygon = tuple[tuple[float, float], ...]
+"""[x, y] points in 0-1 of the frame (x to the right, y down)."""
+
+
+def _check_polygon(what: str, polygon: Polygon) -> None:
+    if len(polygon) < 3:
+        raise ValueError(f"{what} needs at least 3 points")
+    if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
+        raise ValueError(f"{what}: coordinates are fractions of the frame, 0 to 1")
+
+
+class MotionConfig(_Section):
+    """Motion gating (docs/detector.md#motion-gating): frames in which nothing moved skip the model,
+    with a full inference at least every ``max_interval_s``. ``detector.motion`` is every camera's
+    default; ``cameras[].motion`` overrides the fields it names for one camera."""
+
+    enabled: bool = Field(True, description="Skip the model on frames without motion (False: infer all)")
+    threshold: int = Field(
+        30, ge=1, le=255, description="Least grey-level difference (0-255) from the background that is change"
+    )
+    min_area: float = Field(
+        0.0005, ge=0, le=1, description="Least area of one region of change, a share of the frame"
+    )
+    frame_height: int = Field(
+        90, ge=16, le=2160, description="Rows of the grey frame motion is found on (smaller: faster)"
+    )
+    background_alpha: float = Field(
+        0.05, gt=0, le=1, description="Weight of each new frame in the running-average background"
+    )
+    max_interval_s: float = Field(
+        2.0, gt=0, le=60, description="A full inference at least this often, motion or not (frame time)"
+    )
+    warmup_frames: int = Field(
+        5, ge=1, le=1000,
+        description="Frames always inferred when a camera starts, is gained, or resumes after a gap",
+    )  # fmt: skip
+    hold_s: float = Field(
+        5.0, ge=0, le=3600, description="After a frame with detections, infer all frames this long (frame s)"
+    )
+    masks: tuple[Polygon, ...] = Field(
+        (), description="Polygons, [x, y] in 0-1 of the frame, where change is ignored (a clock, trees)"
+    )
+
+    @field_validator("masks")
+    @classmethod
+    def _valid_masks(cls, masks: tuple[Polygon, ...]) -> tuple[Polygon, ...]:
+        for index, polygon in enumerate(masks):
+            _check_polygon(f"masks[{index}]", polygon)
+        return masks
+
+
 class CameraConfig(_Section):
     id: str = Field(description="Camera id: letters, digits, '_', '.', '-' (used in keys and labels)")
     url: str = Field(
@@ -66,19 +117,19 @@ class CameraConfig(_Section):
     loop: bool = Field(False, description="Files only: start again at the end (demos, soak tests)")
     realtime: bool = Field(True, description="Files only: pace reading to the clip's own frame rate")
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP only: RTP over TCP or UDP")
-    zones: dict[str, tuple[tuple[float, float], ...]] = Field(
+    zones: dict[str, Polygon] = Field(
         default_factory=dict,
         description="Named polygons in this camera's view, [x, y] in 0-1 of the frame, for alert rules",
+    )
+    motion: MotionConfig | None = Field(
+        None, description="Motion gating of this camera: the fields given override detector.motion"
     )
 
     @field_validator("zones")
     @classmethod
-    def _valid_polygons(cls, zones: dict[str, tuple[tuple[float, float], ...]]) -> dict:
+    def _valid_polygons(cls, zones: dict[str, Polygon]) -> dict:
         for name, polygon in zones.items():
-            if len(polygon) < 3:
-                raise ValueError(f"zone {name!r} needs at least 3 points")
-            if not all(0 <= x <= 1 and 0 <= y <= 1 for x, y in polygon):
-                raise ValueError(f"zone {name!r}: coordinates are fractions of the frame, 0 to 1")
+            _check_polygon(f"zone {name!r}", polygon)
         return zones
 
     @field_validator("url", mode="before")
@@ -191,6 +242,19 @@ class DetectorConfig(ServiceConfig):
     )
     weights: str | None = Field(None, description="Checkpoint file (default: the shipped pistol detector)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda, cuda:N")
+    engine: Literal["auto", "torch", "openvino", "onnxruntime"] = Field(
+        "auto", description="What runs the network (docs/engines.md); auto: torch on a GPU, on the CPU the "
+        "fastest installed engine, measured once per checkpoint and host",
+    )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="int8: OpenVINO's gated INT8 model (vigil quantize); auto: int8 where one exists"
+    )
+    engine_cache_dir: str | None = Field(
+        None, description="Folder of the exported models (default: $XDG_CACHE_HOME/vigil/engines)"
+    )
+    letterbox: Literal["rect", "square"] = Field(
+        "rect", description="rect: pad frames to a multiple of the stride, not to a square (fewer pixels)"
+    )
     max_batch: int = Field(8, ge=1, le=1024, description="A batch closes at this many frames ...")
     max_wait_ms: float = Field(20.0, ge=0, le=10_000, description="... or this long after its first frame")
     max_frame_age_s: float = Field(
@@ -208,6 +272,9 @@ class DetectorConfig(ServiceConfig):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     verifier: VerifierConfig | None = Field(
         None, description="Re-score confirmed tracks with the localization model (None: off)"
+    )
+    motion: MotionConfig = Field(
+        default_factory=MotionConfig, description="Motion gating: every camera's default (cameras[].motion)"
     )
 
 
@@ -310,6 +377,39 @@ class VigilConfig(_Section):
                         f"alerts.rules[{index}].zones: no camera of this rule has a zone {zone!r}"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _gating_keeps_alerts_open(self) -> VigilConfig:
+        """With motion gating a still gun is seen only at the periodic inferences, at most
+        ``max_interval_s`` plus one frame apart: that must stay below ``end_after_s``, or its alert
+        could end between two of them. Checked per configured camera (with its fps), else for the
+        default (cameras from the registry)."""
+        gated = [(f"cameras[{i}].motion", c.id, self.motion_for(c.id), c.fps)
+                 for i, c in enumerate(self.cameras)]  # fmt: skip
+        if not self.cameras:
+            gated = [("detector.motion", None, self.detector.motion, None)]
+        for where, camera_id, motion, fps in gated:
+            if not motion.enabled:
+                continue
+            gap_s = motion.max_interval_s + (1 / fps if fps else 0.0)
+            for index, rule in enumerate(self.alerts.rules):
+                applies = camera_id is None or not rule.cameras or camera_id in rule.cameras
+                if applies and gap_s >= rule.end_after_s:
+                    plus = f" plus one frame at {fps:g} fps" if fps else ""
+                    raise ValueError(
+                        f"{where}: max_interval_s ({motion.max_interval_s:g} s){plus} must be below "
+                        f"alerts.rules[{index}].end_after_s ({rule.end_after_s:g} s), or an alert on a "
+                        "still object could end between two periodic inferences"
+                    )
+        return self
+
+    def motion_for(self, camera_id: str) -> MotionConfig:
+        """The camera's motion gating: ``detector.motion`` with its ``cameras[].motion`` fields on top."""
+        camera = next((c for c in self.cameras if c.id == camera_id), None)
+        if camera is None or camera.motion is None:
+            return self.detector.motion
+        own = camera.motion.model_dump(exclude_unset=True)
+        return MotionConfig.model_validate(self.detector.motion.model_dump() | own)
 
     @field_validator("cameras")
     @classmethod

@@ -16,6 +16,8 @@ CAPTION_COLOUR_BGR = (255, 255, 255)
 _FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
 _REDUCED_DECODES = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
                     (2, cv2.IMREAD_REDUCED_COLOR_2))  # fmt: skip
+_REDUCED_GREY_DECODES = ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                         (2, cv2.IMREAD_REDUCED_GRAYSCALE_2))  # fmt: skip
 
 
 def decode_bgr(frame: Frame, *, min_side: int | None = None) -> np.ndarray:
@@ -33,6 +35,23 @@ def decode_bgr(frame: Frame, *, min_side: int | None = None) -> np.ndarray:
     if min_side is not None:
         longer = max(frame.width, frame.height)
         flag = next((reduced for factor, reduced in _REDUCED_DECODES if longer / factor >= min_side), flag)
+    return _decode_jpeg(frame, flag)
+
+
+def decode_grey(frame: Frame, *, min_height: int) -> np.ndarray:
+    """The frame as an HxW ``uint8`` grey array at least ``min_height`` high (or its own height, if
+    less): a JPEG is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients (the largest
+    factor that keeps ``min_height``), a raw frame converted in full. Raises :class:`DecodeError`."""
+    if frame.codec == "raw":
+        return cv2.cvtColor(decode_bgr(frame), cv2.COLOR_BGR2GRAY)
+    flag = next(
+        (reduced for factor, reduced in _REDUCED_GREY_DECODES if frame.height / factor >= min_height),
+        cv2.IMREAD_GRAYSCALE,
+    )
+    return _decode_jpeg(frame, flag)
+
+
+def _decode_jpeg(frame: Frame, flag: int) -> np.ndarray:
     try:
         image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)
     except cv2.error:

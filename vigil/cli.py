@@ -16,6 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from shared.config import ServiceConfig, VigilConfig, load_config
@@ -137,7 +138,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         print(f"vigil detect: no cameras in the config; using the {len(cameras)} in the registry",
               file=sys.stderr)  # fmt: skip
     runner = DetectorRunner.from_config(config.detector)
-    DetectorService(config.detector, cameras, client=client, runner=runner, max_frames=args.max_frames).run()
+    motion = {camera: config.motion_for(camera) for camera in cameras}
+    DetectorService(
+        config.detector, cameras, client=client, runner=runner, max_frames=args.max_frames, motion=motion
+    ).run()
     return 0
 
 
@@ -369,20 +373,42 @@ def add_train(commands: Commands) -> None:
     parser.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
     parser.add_argument("--no-pretrained", action="store_true", help="random init, no ImageNet weights")
     parser.add_argument("--crops-per-image", type=int, default=4, help="crop models: crops per image, epoch")
-    parser.add_argument("--negatives", help="crop models: a video without the classes (background crops)")
+    parser.add_argument("--negatives", help="a video without the classes: background crops (crop models), "
+                        "hard-negative images (YOLO with --mosaic/--copy-paste/--zoom-out)")
     parser.add_argument("--negatives-until", type=int, help="only the frames before this index of it")
+    parser.add_argument("--mosaic", type=float, default=0.0, help="YOLO: share of 4-image mosaics")
+    parser.add_argument("--copy-paste", type=float, default=0.0,
+                        help="YOLO: share of images with 1-3 pistol crops pasted in at CCTV size")
+    parser.add_argument("--zoom-out", type=float, default=0.0,
+                        help="YOLO: share of images zoomed out until their largest object is 15-60 px")
+    parser.add_argument("--negative-share", type=float, default=0.1,
+                        help="YOLO with --negatives: share of images built on a negative frame")
+    parser.add_argument("--multi-scale", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="YOLO: each batch at a random side in LOW-HIGH × --img (multiples of 32)")
+    parser.add_argument("--close-mosaic", type=int, default=0,
+                        help="YOLO: the last N epochs without mosaic, copy-paste and zoom-out")
+    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine")
+    parser.add_argument("--ema-decay", type=float, default=0.9995)
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from detector.training.composite import CompositeConfig
     from detector.training.train import TrainConfig, Trainer
 
     setup_logging("INFO")
+    composite = None
+    if args.mosaic or args.copy_paste or args.zoom_out:
+        composite = CompositeConfig(mosaic=args.mosaic, copy_paste=args.copy_paste, zoom_out=args.zoom_out,
+                                    negative_share=args.negative_share)
     trainer = Trainer(TrainConfig(
         data=args.data, model=args.model, input_size=args.img, epochs=args.epochs, batch_size=args.batch,
         lr=args.lr, trainable_stages=args.trainable_stages, workers=args.workers, out_dir=args.out,
         cache_dir=args.cache, device=args.device, max_train_batches=args.max_batches,
         pretrained=not args.no_pretrained, crops_per_image=args.crops_per_image, negatives=args.negatives,
-        negatives_until=args.negatives_until,
+        negatives_until=args.negatives_until, composite=composite,
+        multi_scale=tuple(args.multi_scale) if args.multi_scale else None, warmup_epochs=args.warmup_epochs,
+        ema_decay=args.ema_decay, seed=args.seed, close_mosaic=args.close_mosaic,
     ))  # fmt: skip
     if args.resume and not trainer.resume() and args.init:
         trainer.warm_start(args.init)
@@ -421,23 +447,35 @@ def add_eval(commands: Commands) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--plot", help="write the PR curve PNG here")
+    parser.add_argument("--engine", default="torch", choices=("auto", "torch", "openvino", "onnxruntime"),
+                        help="what runs the network (docs/engines.md)")  # fmt: skip
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "int8"))
+    parser.add_argument("--letterbox", default="square", choices=("square", "rect"),
+                        help="square (as trained) or rect: padded to a multiple of the stride")  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from detector.engines.build import EngineChoice, build_detector
     from detector.training.datasets import DataSpec, YoloDataset
     from detector.training.evaluate import evaluate, plot_pr_curve
 
     setup_logging("WARNING")
-    checkpoint, model = _load_detector(args.weights, args.device, score_thresh=0.001)
+    built = build_detector(EngineChoice(
+        Path(args.weights), engine=args.engine, precision=args.precision, device=args.device,
+        rect=args.letterbox == "rect",
+    ))  # fmt: skip
+    checkpoint, model = built.checkpoint, built.model
+    model.score_thresh = 0.001
     spec = DataSpec.load(args.data)
     if args.split not in spec.splits:
         print(f"vigil: {args.data} has no {args.split!r} split", file=sys.stderr)
         return 2
     report = evaluate(
         model, YoloDataset(spec.splits[args.split]), checkpoint.class_names, batch_size=args.batch,
-        score_thresh=args.score_thresh, device=next(model.parameters()).device,
+        score_thresh=args.score_thresh, device=built.device,
     )  # fmt: skip
-    print(json.dumps({"weights": args.weights, "split": args.split, **report.summary()}, indent=2))
+    print(json.dumps({"weights": args.weights, "split": args.split, "engine": built.label,
+                      "letterbox": args.letterbox, **report.summary()}, indent=2))  # fmt: skip
     if args.plot:
         print(f"PR curve: {plot_pr_curve(report, args.plot, title=f'{checkpoint.name} on {args.split}')}")
     return 0
@@ -493,11 +531,63 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0 if parity.ok() else 1
 
 
+def add_quantize(commands: Commands) -> None:
+    parser = _command(
+        commands, "quantize", "Make the OpenVINO INT8 model of a YOLO checkpoint, gated on val mAP.",
+        _model_command(cmd_quantize),
+    )  # fmt: skip
+    parser.add_argument("--weights", help="checkpoint file (.pt; default: the shipped pistol detector)")
+    parser.add_argument("--data", required=True, help="data.yaml: calibration on train, the gate on val")
+    parser.add_argument("--calibration", type=int, default=300, help="training images to calibrate on")
+    parser.add_argument("--max-drop", type=float, default=0.01, help="largest val mAP@0.5 drop accepted")
+    parser.add_argument("--cache-dir", help="engine cache folder (default: $XDG_CACHE_HOME/vigil/engines)")
+    parser.add_argument("--ship", action="store_true", help="store the INT8 model beside the shipped "
+                        "checkpoints (detector/weights/engines/) instead of the cache")  # fmt: skip
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from detector.engines.build import SHIPPED_ENGINES
+    from detector.engines.quantize import quantize
+    from detector.runner import DEFAULT_WEIGHTS
+
+    setup_logging("WARNING")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    report, entry = quantize(
+        Path(args.weights or DEFAULT_WEIGHTS), Path(args.data), calibration=args.calibration,
+        max_drop=args.max_drop, cache_dir=cache_dir, out_dir=SHIPPED_ENGINES if args.ship else None,
+    )  # fmt: skip
+    print(json.dumps(report.summary(), indent=2))
+    if entry is None:
+        print(f"vigil quantize: INT8 refused: {report.reason()}", file=sys.stderr)
+        return 1
+    print(f"INT8 model accepted ({report.reason()}): {entry.folder}")
+    return 0
+
+
 COMMANDS = (
     add_ingest, add_detect, add_alerts, add_subscribe, add_keys, add_cameras, add_demo,
-    add_train, add_models, add_eval, add_predict, add_export,
+    add_train, add_models, add_eval, add_predict, add_export, add_quantize,
 )  # fmt: skip
-TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo"}
+TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}
+
+
+def _may_run_openvino(args: argparse.Namespace) -> bool:
+    """Whether this command may load OpenVINO (which aborts under tcmalloc; vigil/runtime.py): the
+    service commands whose detector engine is auto or openvino, when it is installed."""
+    import importlib.util
+
+    if args.command not in ("detect", "demo", "quantize", "eval"):
+        return False
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    if args.command == "eval":
+        return args.engine in ("auto", "openvino")
+    if args.command != "detect":
+        return True
+    try:
+        return load_config(args.config).detector.engine in ("auto", "openvino")
+    except ConfigError:
+        return False  # the command itself reports the broken config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -515,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None and args.command in TORCH_COMMANDS:
-        tune_for_torch(["-m", "vigil", *sys.argv[1:]])
+        tune_for_torch(["-m", "vigil", *sys.argv[1:]], tcmalloc=not _may_run_openvino(args))
     try:
         return args.handler(args)
     except ConfigError as error:

@@ -70,7 +70,7 @@ class Summary:
     alerts: list[tuple[AlertEvent, float]] = field(default_factory=list)
     """Each event with the seconds from its frame's capture to its arrival here."""
 
-    def print(self, client: redis.Redis, cameras: list[str], processed: int) -> None:
+    def print(self, client: redis.Redis, cameras: list[str], processed: int, skipped: int) -> None:
         seconds = time.monotonic() - self.started
         detections = [Detections.decode(f) for _id, f in client.xrange(keys.DETECTIONS)]
         published = sum(len(client.xrange(keys.frames_stream(camera))) for camera in cameras)
@@ -78,8 +78,8 @@ class Summary:
         alert_latencies = sorted(s for e, s in self.alerts if e.kind == "started")
         print("\nsummary")
         print(
-            f"  frames ingested {published}, processed {processed} in {seconds:.1f} s "
-            f"({processed / seconds:.1f} frames/s)"
+            f"  frames ingested {published}, processed {processed}, skipped {skipped} without motion "
+            f"in {seconds:.1f} s ({processed / seconds:.1f} frames/s)"
         )
         print(
             f"  objects detected {sum(len(d.objects) for d in detections)}; "
@@ -116,7 +116,7 @@ def run_demo(options: DemoOptions) -> int:
             flush=True,
         )
         summary = watch_until_quiet(services, as_json=options.as_json)
-        summary.print(client, ids, services.detector.processed)
+        summary.print(client, ids, services.detector.processed, services.detector.skipped)
         if options.video:
             count = write_video(client, ids[0], Path(options.video))
             print(f"  annotated video: {options.video} ({count} frames)")

@@ -12,6 +12,10 @@ Measured on a 2-core machine (``bench/models.py``, Lite0 YOLO at 416 px, batch 8
   Redis, a second replica), that made inference 4.2x slower: ``OMP_WAIT_POLICY=PASSIVE``.
 
 ``VIGIL_ALLOCATOR=glibc`` keeps glibc untouched (e.g. to measure it).
+
+OpenVINO aborts under a preloaded allocator (``free(): invalid pointer`` while compiling a model;
+openvinotoolkit/openvino#28551, #29025): a process that may run it gets glibc told to keep its
+memory instead, and a tcmalloc inherited through ``LD_PRELOAD`` is taken out.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 TCMALLOC_CANDIDATES = (
+    "/usr/local/lib/libtcmalloc_minimal.so.4",  # the Dockerfile's link
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
     "/usr/lib64/libtcmalloc_minimal.so.4",
@@ -38,22 +43,30 @@ def tcmalloc_path() -> str | None:
     return next((path for path in TCMALLOC_CANDIDATES if Path(path).exists()), None)
 
 
-def tune_for_torch(command: Sequence[str]) -> None:
+def tune_for_torch(command: Sequence[str], *, tcmalloc: bool = True) -> None:
     """Make sure this process runs with a PASSIVE OpenMP wait policy and a non-trimming
-    allocator, re-executing ``command`` (this process's own command line) if needed. Returns
-    when the process is tuned; does not return when it re-executes."""
+    allocator: tcmalloc when ``tcmalloc`` (and it is installed), else glibc told to keep its memory.
+    Re-executes ``command`` (this process's own command line) when ``LD_PRELOAD`` must change.
+    Returns when the process is tuned; does not return when it re-executes."""
     if os.environ.get(_TUNED):
         return
     env = {**os.environ, _TUNED: "1"}
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    library = tcmalloc_path() if os.environ.get("VIGIL_ALLOCATOR") != "glibc" else None
-    if library and library not in env.get("LD_PRELOAD", ""):
-        env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD"), library]))
+    glibc_untouched = os.environ.get("VIGIL_ALLOCATOR") == "glibc"
+    library = tcmalloc_path() if tcmalloc and not glibc_untouched else None
+    inherited = env.get("LD_PRELOAD", "").split()
+    preload = [path for path in inherited if "tcmalloc" not in Path(path).name]
+    preload += [library] if library else []
+    if preload != inherited:
+        if preload:
+            env["LD_PRELOAD"] = " ".join(preload)
+        else:
+            env.pop("LD_PRELOAD")
         sys.stdout.flush()
         sys.stderr.flush()
         os.execve(sys.executable, [sys.executable, *command], env)
     os.environ.update({_TUNED: "1", "OMP_WAIT_POLICY": env["OMP_WAIT_POLICY"]})
-    if os.environ.get("VIGIL_ALLOCATOR") != "glibc":
+    if not glibc_untouched:
         keep_glibc_memory()
 
 

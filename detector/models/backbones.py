@@ -112,12 +112,15 @@ _RECIPES: dict[str, _Recipe] = {
         name: _Recipe(partial(build, weights=None), _efficientnet_stages)
         for name, build in _EFFICIENTNET_B.items()
     },
-    "efficientnet_lite0": _Recipe(
-        lite0.efficientnet_lite0,
-        _efficientnet_stages,
-        pretrained=lite0.pretrained_efficientnet_lite0,
-        convert=lite0.to_torchvision_layout,
-    ),
+    **{
+        f"efficientnet_lite{variant}": _Recipe(
+            partial(lite0.efficientnet_lite, variant),
+            _efficientnet_stages,
+            pretrained=partial(lite0.pretrained_efficientnet_lite, variant),
+            convert=lite0.to_torchvision_layout,
+        )
+        for variant in lite0.LITE_VARIANTS
+    },
     "resnet50": _Recipe(partial(models.resnet50, weights=None), _resnet_stages),
     "resnet101": _Recipe(partial(models.resnet101, weights=None), _resnet_stages),
     "mobilenet_v3_large": _Recipe(
@@ -137,8 +140,8 @@ def build_backbone(
     """A backbone by name (see ``BACKBONES``), with C3-C5 features at strides 8, 16 and 32.
 
     ``weights`` is a state dict file: one saved from a :class:`Backbone` of the same name, a torchvision
-    classification checkpoint of the same architecture, or (for Lite0) the reference model's. Without it,
-    ``pretrained`` loads the ImageNet weights that ship with a package, which only EfficientNet-Lite0 has;
+    classification checkpoint of the same architecture, or (for Lite0-2) the reference model's. Without it,
+    ``pretrained`` loads the ImageNet weights that ship with a package, which only EfficientNet-Lite0-2 have;
     the others (and ``pretrained=False``) start from random init, as torchvision's would need a download.
     ``trainable_stages`` trains only the last N of the five stages (stem, strides 4, 8, 16, 32); None
     trains all. Raises :class:`BackboneWeightsError` for a file that does not fit.

@@ -42,7 +42,7 @@ class Recipe:
 
 
 RECIPES: dict[str, Recipe] = {
-    "yolo_lite0": Recipe("yolo", "efficientnet_lite0"),
+    **{f"yolo_lite{i}": Recipe("yolo", f"efficientnet_lite{i}") for i in range(3)},
     **{f"yolo_b{i}": Recipe("yolo", f"efficientnet_b{i}") for i in range(8)},
     "yolo_mobilenet_v3": Recipe("yolo", "mobilenet_v3_large"),
     "yolo_resnet50": Recipe("yolo", "resnet50"),

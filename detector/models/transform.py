@@ -31,6 +31,10 @@ class LetterboxTransform(nn.Module):
     """Resize each image so its longer side is ``size`` (aspect kept), pad bottom/right to a
     ``size``×``size`` square, normalise, stack.
 
+    With ``rect`` the batch is padded only to a multiple of ``stride`` (the network's largest) on
+    each side, the smallest that holds every image of the batch: a 16:9 frame at 384 px is
+    384×224, 42 % fewer pixels than the square. Training stays square; inference may be either.
+
     Images are CHW tensors, ``uint8`` (0–255) or float (0–1), RGB, on any device.
     """
 
@@ -40,23 +44,29 @@ class LetterboxTransform(nn.Module):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         pad_value: float = 114 / 255,
+        *,
+        rect: bool = False,
+        stride: int = 32,
     ) -> None:
         super().__init__()
         self.size = size
         self.pad_value = pad_value
+        self.rect = rect
+        self.stride = stride
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> tuple[Tensor, list[ImageMeta], list[dict[str, Tensor]] | None]:
-        batch = images[0].new_full((len(images), 3, self.size, self.size), 0, dtype=self.mean.dtype)
+        sizes = [self.resized(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        batch_h, batch_w = self.batch_shape(sizes)
+        batch = images[0].new_full((len(images), 3, batch_h, batch_w), 0, dtype=self.mean.dtype)
         batch.fill_(self.pad_value)
         metas = []
-        for index, image in enumerate(images):
+        for index, (image, (new_h, new_w)) in enumerate(zip(images, sizes, strict=True)):
             height, width = image.shape[-2:]
             scale = self.size / max(height, width)
-            new_h, new_w = min(self.size, round(height * scale)), min(self.size, round(width * scale))
             pixels = image.to(self.mean.dtype)
             if image.dtype == torch.uint8:
                 pixels = pixels / 255
@@ -73,6 +83,21 @@ class LetterboxTransform(nn.Module):
                 for target, meta in zip(targets, metas, strict=True)
             ]
         return batch, metas, targets
+
+    def resized(self, height: int, width: int) -> tuple[int, int]:
+        """An image's (height, width) once its longer side is ``size``."""
+        scale = self.size / max(height, width)
+        return min(self.size, round(height * scale)), min(self.size, round(width * scale))
+
+    def batch_shape(self, sizes: list[tuple[int, int]]) -> tuple[int, int]:
+        """(height, width) of the batch holding images of these resized sizes."""
+        if not self.rect:
+            return self.size, self.size
+        stride = self.stride
+        return (
+            max(-(-height // stride) * stride for height, _ in sizes),
+            max(-(-width // stride) * stride for _, width in sizes),
+        )
 
     @staticmethod
     def postprocess(results: list[dict[str, Tensor]], metas: list[ImageMeta]) -> list[dict[str, Tensor]]:

@@ -31,7 +31,21 @@ class DecodeConfig:
     max_detections: int = 100
 
 
-class YOLO(Detector):
+class DecodedByConfig:
+    """``score_thresh`` read from and written to the detector's :class:`DecodeConfig`."""
+
+    decode_config: DecodeConfig
+
+    @property
+    def score_thresh(self) -> float:
+        return self.decode_config.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.decode_config = replace(self.decode_config, score_thresh=value)
+
+
+class YOLO(DecodedByConfig, Detector):
     """Wires its parts together; ``input_size`` is the transform's, and the head predicts one score
     per name in ``class_names``."""
 
@@ -67,14 +81,6 @@ class YOLO(Detector):
             return self.loss(output, targets)
         return self.transform.postprocess(self.decode(output), metas)
 
-    @property
-    def score_thresh(self) -> float:
-        return self.decode_config.score_thresh
-
-    @score_thresh.setter
-    def score_thresh(self, value: float) -> None:
-        self.decode_config = replace(self.decode_config, score_thresh=value)
-
     def _predict(self, images: list[Tensor], timer: StageTimer) -> list[dict[str, Tensor]]:
         with timer.stage("preprocess"):
             batch, metas, _ = self.transform(images)
@@ -85,21 +91,25 @@ class YOLO(Detector):
 
     def decode(self, output: HeadOutput) -> list[dict[str, Tensor]]:
         """Dense output → per image boxes (batch pixels), scores, labels."""
-        cfg = self.decode_config
-        scores_all = output.class_logits.sigmoid()
-        boxes_all = output.boxes()
-        num_classes = scores_all.shape[-1]
-        results = []
-        for scores, boxes in zip(scores_all, boxes_all, strict=True):
-            flat = scores.flatten()
-            keep = (flat > cfg.score_thresh).nonzero().squeeze(1)
-            if keep.numel() > cfg.pre_nms_topk:
-                keep = keep[flat[keep].topk(cfg.pre_nms_topk).indices]
-            anchor, label = keep // num_classes, keep % num_classes
-            kept_boxes, kept_scores = boxes[anchor], flat[keep]
-            order = batched_nms(kept_boxes, kept_scores, label, cfg.nms_iou_thresh)[: cfg.max_detections]
-            results.append({"boxes": kept_boxes[order], "scores": kept_scores[order], "labels": label[order]})
-        return results
+        return decode_dense(output.class_logits.sigmoid(), output.boxes(), self.decode_config)
+
+
+def decode_dense(scores_all: Tensor, boxes_all: Tensor, cfg: DecodeConfig) -> list[dict[str, Tensor]]:
+    """Dense ``scores (N, A, C)`` (probabilities) and ``boxes (N, A, 4)`` (xyxy, batch pixels) → per
+    image the boxes above ``cfg.score_thresh``, the top ``pre_nms_topk`` of them, then class-aware
+    NMS. The one post-processing of every engine (eager PyTorch, OpenVINO, ONNX Runtime)."""
+    num_classes = scores_all.shape[-1]
+    results = []
+    for scores, boxes in zip(scores_all, boxes_all, strict=True):
+        flat = scores.flatten()
+        keep = (flat > cfg.score_thresh).nonzero().squeeze(1)
+        if keep.numel() > cfg.pre_nms_topk:
+            keep = keep[flat[keep].topk(cfg.pre_nms_topk).indices]
+        anchor, label = keep // num_classes, keep % num_classes
+        kept_boxes, kept_scores = boxes[anchor], flat[keep]
+        order = batched_nms(kept_boxes, kept_scores, label, cfg.nms_iou_thresh)[: cfg.max_detections]
+        results.append({"boxes": kept_boxes[order], "scores": kept_scores[order], "labels": label[order]})
+    return results
 
 
 def build_yolo(

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from detector.boxes import iou_matrix_np
-from detector.training.datasets import Augment, YoloDataset
+from detector.training.datasets import Augment, YoloDataset, log_uniform, read_rgb
 
 CROP_SOURCE_SIDE = 576
 """Training images are cached with at least this longer side, so crops keep their detail."""
@@ -53,9 +53,9 @@ class CropSampler:
         centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         for _ in range(self.tries):
             if rng.random() < 0.5:  # square, as the sliding windows are
-                crop_w = crop_h = max(box_w, box_h) * _log_uniform(rng, 0.8, 1.5)
+                crop_w = crop_h = max(box_w, box_h) * log_uniform(rng, 0.8, 1.5)
             else:  # any shape, as proposals are
-                crop_w, crop_h = box_w * _log_uniform(rng, 0.8, 1.6), box_h * _log_uniform(rng, 0.8, 1.6)
+                crop_w, crop_h = box_w * log_uniform(rng, 0.8, 1.6), box_h * log_uniform(rng, 0.8, 1.6)
             x = centre_x + rng.uniform(-0.2, 0.2) * crop_w
             y = centre_y + rng.uniform(-0.2, 0.2) * crop_h
             crop = _clip((x - crop_w / 2, y - crop_h / 2, x + crop_w / 2, y + crop_h / 2), width, height)
@@ -68,24 +68,20 @@ class CropSampler:
         for _ in range(self.tries):
             if len(boxes) and rng.random() < self.hard_negative_fraction:
                 box = boxes[rng.randrange(len(boxes))]
-                side = math.sqrt(max(1.0, (box[2] - box[0]) * (box[3] - box[1]))) * _log_uniform(
+                side = math.sqrt(max(1.0, (box[2] - box[0]) * (box[3] - box[1]))) * log_uniform(
                     rng, 0.3, 3.0
                 )
                 x = (box[0] + box[2]) / 2 + rng.uniform(-1.5, 1.5) * side
                 y = (box[1] + box[3]) / 2 + rng.uniform(-1.5, 1.5) * side
             else:
-                side = min(width, height) * _log_uniform(rng, 0.1, 1.0)
+                side = min(width, height) * log_uniform(rng, 0.1, 1.0)
                 x, y = rng.uniform(0, width), rng.uniform(0, height)
-            aspect = _log_uniform(rng, 0.5, 2.0)
+            aspect = log_uniform(rng, 0.5, 2.0)
             crop_w, crop_h = side * math.sqrt(aspect), side / math.sqrt(aspect)
             crop = _clip((x - crop_w / 2, y - crop_h / 2, x + crop_w / 2, y + crop_h / 2), width, height)
             if crop is not None and (len(boxes) == 0 or _best_iou(crop, boxes) < self.negative_iou):
                 return crop
         return None
-
-
-def _log_uniform(rng: random.Random, low: float, high: float) -> float:
-    return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
 def _clip(crop: Sequence[float], width: int, height: int, min_side: float = 8.0) -> Box | None:
@@ -123,9 +119,11 @@ class CropDataset(Dataset):
         return len(self.images) * self.crops_per_image
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
-        rng = random.Random(hash((self.seed, index))) if self.seed is not None else random.Random()
+        # without a seed, from the ``random`` module: seeded per epoch and loader worker (exact resume)
+        seed = hash((self.seed, index)) if self.seed is not None else random.getrandbits(64)
+        rng = random.Random(seed)
         if self.negative_frames and rng.random() < self.negative_share:
-            image = _read_rgb(self.negative_frames[rng.randrange(len(self.negative_frames))])
+            image = read_rgb(self.negative_frames[rng.randrange(len(self.negative_frames))])
             boxes, classes = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
         else:
             image, boxes, classes = self.images.load(index // self.crops_per_image)
@@ -169,13 +167,6 @@ class CropDataset(Dataset):
             "boxes": torch.from_numpy(target_boxes).float(),
             "labels": torch.from_numpy(target_classes),
         }
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def negative_frames(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,6 +79,19 @@ def read_labels(path: Path, width: int, height: int) -> tuple[np.ndarray, np.nda
     return boxes, rows[:, 0].astype(np.int64)
 
 
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB HWC ``uint8``; ValueError when it is not a readable image."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def log_uniform(rng: random.Random | ModuleType, low: float, high: float) -> float:
+    """A draw between ``low`` and ``high``, uniform in log scale (each factor of 2 as likely)."""
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
 def build_cache(spec: DataSpec, split: str, *, max_side: int, cache_root: Path) -> Path:
     """Resize a split's images once (longer side ≤ ``max_side``, JPEG q95) into a cache folder
     with the same layout; labels are normalised, so they are copied as they are. Reused when the
@@ -123,11 +137,9 @@ class YoloDataset(Dataset):
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RGB HWC uint8 image, boxes xyxy, classes."""
         image_path, label_path = self.samples[index]
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"{image_path}: not a readable image")
+        image = read_rgb(image_path)
         boxes, classes = read_labels(label_path, image.shape[1], image.shape[0])
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), boxes, classes
+        return image, boxes, classes
 
     def boxes_at(self, input_size: int) -> Tensor:
         """Every box of the data set as it appears once its image is letterboxed to ``input_size``."""
@@ -159,30 +171,37 @@ def collate(batch: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor]
     return list(images), list(targets)
 
 
+MIN_BOX_SIDE = 3.0
+"""Boxes narrower or lower than this (canvas pixels) after an augmentation are dropped."""
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Where :class:`Augment` put an image: scaled by ``scale``, its origin at ``offset`` on a
-    ``size`` square canvas, then mirrored if ``flipped``."""
+    """Where :class:`Augment` put an image: scaled by ``scale`` (x, y: the resized image's size
+    over the source's), its origin at ``offset`` on a ``canvas`` (width, height), then mirrored
+    if ``flipped``."""
 
-    scale: float
+    scale: tuple[float, float]
     offset: tuple[int, int]
-    size: int
+    canvas: tuple[int, int]
     min_visible: float
     flipped: bool = False
 
     def __call__(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` (xyxy in the source image's pixels) moved with the image and clipped to the
-        canvas, those less than ``min_visible`` visible or under 3 px dropped; and the keep mask."""
-        off_x, off_y = self.offset
-        moved = boxes * self.scale + np.array([off_x, off_y, off_x, off_y], np.float32)
-        clipped = moved.clip(0, self.size)
+        canvas, those less than ``min_visible`` visible or under ``MIN_BOX_SIDE`` px dropped; and
+        the keep mask."""
+        (off_x, off_y), (scale_x, scale_y), (width, height) = self.offset, self.scale, self.canvas
+        moved = boxes * np.float32([scale_x, scale_y] * 2) + np.float32([off_x, off_y] * 2)
+        clipped = moved.clip(0, np.float32([width, height, width, height]))
         area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
         visible = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-        keep = (visible >= self.min_visible * np.maximum(area, 1e-6)) & (clipped[:, 2] - clipped[:, 0] >= 3)
-        keep &= clipped[:, 3] - clipped[:, 1] >= 3
+        keep = visible >= self.min_visible * np.maximum(area, 1e-6)
+        sides = clipped[:, 2:] - clipped[:, :2]
+        keep &= (sides >= MIN_BOX_SIDE).all(axis=1)
         kept = clipped[keep]
         if self.flipped:
-            kept = np.stack([self.size - kept[:, 2], kept[:, 1], self.size - kept[:, 0], kept[:, 3]], 1)
+            kept = np.stack([width - kept[:, 2], kept[:, 1], width - kept[:, 0], kept[:, 3]], 1)
         return kept.astype(np.float32), keep
 
 
@@ -218,11 +237,25 @@ class Augment:
         """The augmented image, and the :class:`Placement` that moves any boxes on it (the
         ground truth, region proposals) the way the image moved."""
         rng = random.Random(self.seed) if self.seed is not None else random
-        image, placement = self._place(image, rng)
+        image, placement = self.geometric(image, rng)
+        return self.photometric(image, rng), placement
+
+    def geometric(
+        self,
+        image: np.ndarray,
+        rng: random.Random | ModuleType = random,
+        *,
+        canvas: tuple[int, int] | None = None,
+        zoom: float | None = None,
+    ) -> tuple[np.ndarray, Placement]:
+        """The geometric part: random scale and placement on a ``canvas`` (width, height; default
+        the ``size`` square), then maybe a flip. ``zoom`` fixes the scale (relative to fitting the
+        image in the canvas) in place of a draw from ``scale``."""
+        image, placement = self._place(image, rng, canvas or (self.size, self.size), zoom)
         if rng.random() < self.flip:
             image = image[:, ::-1]
             placement = replace(placement, flipped=True)
-        return self.photometric(np.ascontiguousarray(image), rng), placement
+        return np.ascontiguousarray(image), placement
 
     def photometric(self, image: np.ndarray, rng: random.Random | ModuleType = random) -> np.ndarray:
         """The pixel-only part: colour jitter, occasional grey, blur and JPEG artefacts."""
@@ -236,25 +269,30 @@ class Augment:
             image = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
         return image
 
-    def _place(self, image: np.ndarray, rng: random.Random) -> tuple[np.ndarray, Placement]:
+    def _place(
+        self, image: np.ndarray, rng: random.Random | ModuleType, canvas: tuple[int, int], zoom: float | None
+    ) -> tuple[np.ndarray, Placement]:
         height, width = image.shape[:2]
-        scale = self.size / max(height, width) * rng.uniform(*self.scale)
+        canvas_w, canvas_h = canvas
+        zoom = rng.uniform(*self.scale) if zoom is None else zoom
+        scale = min(canvas_w / width, canvas_h / height) * zoom
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         resized = cv2.resize(
             image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         )
         # offset of the resized image on the canvas: anywhere it fits, or a random crop of it
-        off_x = rng.randint(min(0, self.size - new_w), max(0, self.size - new_w))
-        off_y = rng.randint(min(0, self.size - new_h), max(0, self.size - new_h))
-        canvas = np.full((self.size, self.size, 3), 114, np.uint8)
+        off_x = rng.randint(min(0, canvas_w - new_w), max(0, canvas_w - new_w))
+        off_y = rng.randint(min(0, canvas_h - new_h), max(0, canvas_h - new_h))
+        pixels = np.full((canvas_h, canvas_w, 3), 114, np.uint8)
         src_x, src_y = max(0, -off_x), max(0, -off_y)
         dst_x, dst_y = max(0, off_x), max(0, off_y)
-        w = min(new_w - src_x, self.size - dst_x)
-        h = min(new_h - src_y, self.size - dst_y)
-        canvas[dst_y : dst_y + h, dst_x : dst_x + w] = resized[src_y : src_y + h, src_x : src_x + w]
-        return canvas, Placement(scale, (off_x, off_y), self.size, self.min_visible)
+        w = min(new_w - src_x, canvas_w - dst_x)
+        h = min(new_h - src_y, canvas_h - dst_y)
+        pixels[dst_y : dst_y + h, dst_x : dst_x + w] = resized[src_y : src_y + h, src_x : src_x + w]
+        placement = Placement((new_w / width, new_h / height), (off_x, off_y), canvas, self.min_visible)
+        return pixels, placement
 
-    def _colour(self, image: np.ndarray, rng: random.Random) -> np.ndarray:
+    def _colour(self, image: np.ndarray, rng: random.Random | ModuleType) -> np.ndarray:
         gains = [rng.uniform(-g, g) + 1 for g in self.hsv]
         hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
         lut = np.arange(256, dtype=np.float32)

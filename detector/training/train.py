@@ -1,6 +1,13 @@
 """Training: YOLO-format data → a Vigil checkpoint, with EMA weights, warm-up + cosine LR,
 frozen early backbone stages (transfer learning), AMP on GPU, resume, per-epoch validation,
-a metrics file and loss / mAP curves.
+a metrics file and loss / mAP curves. For YOLO, optionally the small-object recipe: composite
+images (:mod:`detector.training.composite`: mosaic, copy-paste, CCTV zoom-out, hard negatives)
+and multi-scale batches.
+
+Resuming is exact: every random draw of an epoch (shuffle, augmentation in the loader's workers,
+multi-scale sides, stochastic depth) comes from generators seeded from ``(seed, epoch)`` when the
+epoch starts, and the learning rate is a function of the step, so ``state.pt`` (model, EMA,
+optimizer, scaler, epoch, history) is all a resumed run needs to repeat the uninterrupted one.
 
 Outputs in ``out_dir``: ``state.pt`` (everything needed to resume, rewritten every epoch),
 ``last.pt`` and ``best.pt`` (deployable checkpoints of the EMA weights; best by val mAP@0.5:0.95),
@@ -15,12 +22,14 @@ import logging
 import math
 import os
 import platform
+import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -30,6 +39,7 @@ from detector.device import pick_device
 from detector.models.checkpoint import REGION_ARCHITECTURES, Checkpoint
 from detector.models.faster_rcnn import anchor_sizes_for
 from detector.models.registry import build_model, get_recipe
+from detector.training.composite import CompositeConfig, CompositeDataset
 from detector.training.crops import (
     CROP_SOURCE_SIDE,
     CropDataset,
@@ -70,9 +80,18 @@ class TrainConfig:
     crops_per_image: int = 4
     """Crop classifiers: crops drawn from each training image per epoch."""
     negatives: str | None = None
-    """Crop classifiers: a video of scenes without the classes, for background crops."""
+    """A video of scenes without the classes: background crops for the crop classifiers, hard
+    negative canvases for YOLO's composite images."""
     negatives_until: int | None = None
     """Use only the frames before this index of ``negatives`` (the rest is kept for testing)."""
+    composite: CompositeConfig | None = None
+    """YOLO: compose training images (mosaic, copy-paste, zoom-out, negatives); None: one
+    augmented image per sample."""
+    multi_scale: tuple[float, float] | None = None
+    """Train each batch at a random side in this range times ``input_size`` (multiples of 32)."""
+    close_mosaic: int = 0
+    """With ``composite``: the last this many epochs without mosaic, copy-paste and zoom-out
+    (images as the val and test ones look; the hard negatives stay)."""
 
 
 def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig) -> Dataset:
@@ -91,7 +110,30 @@ def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig)
             train_dir, model.proposer, Path(cfg.cache_dir), workers=max(1, cfg.workers)
         )
         return ProposalDataset(train_dir, proposals, augment=Augment(size=cfg.input_size))
+    if cfg.composite is not None:
+        return CompositeDataset(
+            YoloDataset(train_dir),
+            Augment(size=cfg.input_size),
+            cfg.composite,
+            negative_frames=negative_frames(cfg.negatives, cfg.negatives_until, Path(cfg.cache_dir)),
+        )
     return YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
+
+
+def multi_scale_sides(input_size: int, multi_scale: tuple[float, float] | None) -> list[int]:
+    """The training sides: multiples of 32 within ``multi_scale`` times ``input_size``
+    (``[input_size]`` alone without a range)."""
+    if multi_scale is None:
+        return [input_size]
+    low, high = math.ceil(multi_scale[0] * input_size / 32), math.floor(multi_scale[1] * input_size / 32)
+    if low > high:
+        raise ValueError(f"no multiple of 32 between {multi_scale[0]} and {multi_scale[1]} × {input_size}")
+    return [32 * k for k in range(low, high + 1)]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of every generator in epoch ``epoch`` (0-based) of a run seeded ``seed``."""
+    return seed * 1_000_003 + epoch
 
 
 class ModelEMA:
@@ -134,6 +176,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.spec = DataSpec.load(cfg.data)
         arch = get_recipe(cfg.model).arch
+        if cfg.multi_scale is not None and arch != "yolo":
+            raise ValueError(f"multi-scale training is for YOLO (its letterbox size), not {arch}")
         cache_side = round(cfg.input_size * 1.5)
         if arch in REGION_ARCHITECTURES:
             cache_side = max(cache_side, CROP_SOURCE_SIDE)
@@ -168,6 +212,7 @@ class Trainer:
         self.best_map = -1.0
         self.history: list[dict[str, float]] = []
         self.train_seconds = 0.0
+        self.sides = multi_scale_sides(cfg.input_size, cfg.multi_scale)
         self.loader = DataLoader(
             self.train_set,
             batch_size=cfg.batch_size,
@@ -175,7 +220,8 @@ class Trainer:
             num_workers=cfg.workers,
             collate_fn=collate,
             drop_last=len(self.train_set) > cfg.batch_size,
-            persistent_workers=cfg.workers > 0,
+            generator=torch.Generator(),
+            persistent_workers=False,  # workers restart each epoch, seeded from the epoch's seed
             pin_memory=self.device.type == "cuda",
         )
 
@@ -239,8 +285,9 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def fit(self) -> Path:
-        while self.epoch < self.cfg.epochs:
+    def fit(self, *, until_epoch: int | None = None) -> Path:
+        """Train up to epoch ``until_epoch`` (default: ``epochs``); the best checkpoint's path."""
+        while self.epoch < min(self.cfg.epochs, until_epoch or self.cfg.epochs):
             started = time.monotonic()
             losses = self.train_epoch()
             self.train_seconds += time.monotonic() - started
@@ -268,8 +315,26 @@ class Trainer:
             log.info("epoch %d/%d: %s", self.epoch, self.cfg.epochs, row)
         return self.out / "best.pt"
 
+    def _seed_epoch(self) -> random.Random:
+        """Seed every generator the epoch draws from; the generator of the multi-scale sides."""
+        seed = epoch_seed(self.cfg.seed, self.epoch)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        self.loader.generator.manual_seed(seed)
+        return random.Random(seed)
+
+    def _set_composition(self) -> None:
+        """The composite recipe of this epoch: plain images for the last ``close_mosaic`` ones."""
+        if isinstance(self.train_set, CompositeDataset) and self.cfg.composite is not None:
+            closing = self.epoch >= self.cfg.epochs - self.cfg.close_mosaic
+            plain = replace(self.cfg.composite, mosaic=0.0, copy_paste=0.0, zoom_out=0.0)
+            self.train_set.config = plain if closing else self.cfg.composite
+
     def train_epoch(self) -> dict[str, float]:
         self.model.train()
+        sides = self._seed_epoch()
+        self._set_composition()
         steps_per_epoch = len(self.loader)
         totals: dict[str, float] = {}
         batches = 0
@@ -284,6 +349,8 @@ class Trainer:
                 group["lr"] = self.cfg.lr * lr_factor(step, steps_per_epoch=steps_per_epoch, cfg=self.cfg)
             images = [image.to(self.device, non_blocking=True) for image in images]
             targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+            if len(self.sides) > 1:
+                self.model.transform.size = sides.choice(self.sides)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
                 losses = self.model(images, targets)
             loss = sum(losses.values())
@@ -298,6 +365,8 @@ class Trainer:
             for name, value in {"loss": loss, **losses}.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach())
             progress.set_postfix(loss=f"{totals['loss'] / batches:.3f}")
+        if len(self.sides) > 1:
+            self.model.transform.size = self.cfg.input_size
         return {f"train_{name}": value / max(1, batches) for name, value in totals.items()}
 
     def validate(self) -> EvalReport:

@@ -156,3 +156,48 @@ def test_yaml_that_pyyaml_fails_on_is_a_config_error(tmp_path: Path, text: str, 
     (tmp_path / "latin1.yaml").write_bytes(b"ingest: {instance: caf\xe9}\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(tmp_path / "latin1.yaml", env={})
+
+
+def test_a_camera_motion_section_overrides_only_the_fields_it_names(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "detector: {motion: {threshold: 20}}\n"
+        "cameras:\n"
+        "  - {id: lobby, url: a.mp4, motion: {masks: [[[0.8, 0], [1, 0], [1, 0.1]]]}}\n"
+        "  - {id: yard, url: b.mp4, motion: {enabled: false}}\n"
+        "  - {id: gate, url: c.mp4}\n",
+    )
+    config = load_config(path, env={})
+    lobby, yard, gate = (config.motion_for(camera) for camera in ("lobby", "yard", "gate"))
+    assert (lobby.threshold, lobby.masks) == (20, (((0.8, 0.0), (1.0, 0.0), (1.0, 0.1)),))
+    assert (yard.enabled, yard.threshold) == (False, 20)
+    assert gate == config.detector.motion and config.motion_for("from-the-registry") == config.detector.motion
+    assert load_config(env={"VIGIL_DETECTOR_MOTION_ENABLED": "false"}).detector.motion.enabled is False
+    assert load_config(env={}).detector.motion.enabled, "on by default"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("detector: {motion: {max_interval_s: 3}}\n",
+         r"detector\.motion: max_interval_s \(3 s\) must be below alerts\.rules\[0\]\.end_after_s \(3 s\)"),
+        ("cameras: [{id: a, url: a.mp4, fps: 1, motion: {max_interval_s: 2}}]\n",
+         r"cameras\[0\]\.motion: max_interval_s \(2 s\) plus one frame at 1 fps must be below"),
+        ("cameras: [{id: a, url: a.mp4, motion: {masks: [[[0, 0], [1, 0]]]}}]\n",
+         r"masks\[0\] needs at least 3"),
+        ("detector: {motion: {masks: [[[0, 0], [2, 0], [1, 1]]]}}\n", "fractions of the frame"),
+    ],
+)  # fmt: skip
+def test_motion_gating_that_could_end_a_still_objects_alert_is_refused(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text), env={})
+    rule_elsewhere = "alerts: {rules: [{name: gun, labels: [pistol], cameras: [b]}]}\n"
+    fine = (
+        "cameras: [{id: a, url: a.mp4, fps: 1, motion: {max_interval_s: 2}}, {id: b, url: b.mp4}]\n"
+        + rule_elsewhere,
+        "detector: {motion: {max_interval_s: 3, enabled: false}}\n",
+    )
+    for text_ok in fine:
+        load_config(write(tmp_path, text_ok), env={})

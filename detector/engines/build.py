@@ -1,0 +1,257 @@
+"""From a checkpoint and the configured engine and precision to a ready detector.
+
+``engine``: ``torch`` (eager; CUDA fp16 on a GPU), ``openvino``, ``onnxruntime``, or ``auto``: on a
+GPU, torch; on the CPU, the fastest installed engine for this checkpoint, measured once (each engine
+times the same 16:9 frame) and remembered in the cache folder, keyed by the checkpoint, the CPU
+and the engines' versions. Only YOLO checkpoints have a dense network to export; the others run
+in torch whatever is asked, and ``auto`` says so.
+
+``precision``: ``fp32``, ``int8`` (OpenVINO only: the model ``vigil quantize`` made and gated for
+this checkpoint; refused with the reason when there is none), or ``auto`` (INT8 where such a model
+exists, else fp32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from detector.device import pick_device
+from detector.engines.cache import EngineCache, EntryKey
+from detector.engines.compiled import CompiledYOLO, DenseEngine
+from detector.export import Parity, export_onnx, export_openvino
+from detector.models.checkpoint import Checkpoint, file_sha256
+from detector.models.detector import Detector
+from detector.models.errors import ModelLoadError
+from detector.models.yolo import YOLO
+
+log = logging.getLogger(__name__)
+COMPILED_ENGINES = ("openvino", "onnxruntime")
+ENGINES = ("torch", *COMPILED_ENGINES)
+SHIPPED_ENGINES = Path(__file__).resolve().parent.parent / "weights" / "engines"
+"""Read-only cache entries shipped with the checkpoints: the gated INT8 models."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vigil" / "engines"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    checkpoint: Path
+    engine: str = "auto"
+    precision: str = "auto"
+    device: str = "auto"
+    cache_dir: Path | None = None
+    rect: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class BuiltDetector:
+    model: Detector
+    checkpoint: Checkpoint
+    checkpoint_sha256: str
+    device: torch.device
+    engine: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine}-{self.precision}"
+
+
+def installed(engine: str) -> bool:
+    return engine == "torch" or importlib.util.find_spec(engine) is not None
+
+
+def unusable(engine: str) -> str | None:
+    """Why ``engine`` cannot run in this process, or None."""
+    if not installed(engine):
+        return f"engine {engine} is not installed (pip install {engine})"
+    if engine == "openvino":
+        from detector.engines.openvino_engine import allocator_conflict
+
+        if (allocator := allocator_conflict()) is not None:
+            return (f"engine openvino cannot run under a preloaded {allocator} (it aborts); start without "
+                    "LD_PRELOAD (the vigil commands do) or choose another engine")  # fmt: skip
+    return None
+
+
+def engine_version(engine: str) -> str:
+    if engine == "openvino":
+        from detector.engines.openvino_engine import version
+    elif engine == "onnxruntime":
+        from detector.engines.onnxruntime_engine import version
+    else:
+        return torch.__version__
+    return version()
+
+
+def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDetector:
+    """The checkpoint's detector on the chosen engine and precision; ``decode_overrides``
+    (``nms_iou_thresh``, ...) go to the checkpoint's builder. Raises ModelLoadError when the choice
+    cannot be met (an engine not installed, INT8 without a gated model, a compiled engine on a GPU)."""
+    if choice.engine not in (*ENGINES, "auto"):
+        raise ModelLoadError(f"unknown engine {choice.engine!r}; choose auto or one of {', '.join(ENGINES)}")
+    checkpoint = Checkpoint.load(choice.checkpoint)
+    sha = file_sha256(choice.checkpoint)
+    device = pick_device(choice.device)
+    model = checkpoint.build(**decode_overrides).eval()
+    engine = choice.engine
+    if engine == "auto":
+        engine = _auto_engine(choice, model, sha, device, decode_overrides)
+    if engine == "torch":
+        if choice.precision == "int8":
+            raise ModelLoadError("precision int8 needs the openvino engine; torch runs fp32 (fp16 on CUDA)")
+        return BuiltDetector(_eager(model, device, choice), checkpoint, sha, device, "torch",
+                             "fp16" if device.type == "cuda" else "fp32")  # fmt: skip
+    if device.type != "cpu":
+        raise ModelLoadError(f"engine {engine} runs on the CPU only; device is {device}")
+    if not isinstance(model, YOLO):
+        raise ModelLoadError(
+            f"engine {engine} runs YOLO checkpoints only; {checkpoint.name} is {checkpoint.arch}"
+        )
+    if (problem := unusable(engine)) is not None:
+        raise ModelLoadError(problem)
+    cache = EngineCache(choice.cache_dir or default_cache_dir(), extra_roots=[SHIPPED_ENGINES])
+    compiled, precision = _compiled(model, engine, choice, sha, cache)
+    return BuiltDetector(compiled, checkpoint, sha, device, engine, precision)
+
+
+def _eager(model: Detector, device: torch.device, choice: EngineChoice) -> Detector:
+    model = model.to(device)
+    if isinstance(model, YOLO):
+        model.transform.rect = choice.rect
+        model.transform.stride = max(model.head.strides)
+    # channels-last convolutions: 1.3-2.5x faster for the depthwise-heavy backbones on CPU
+    # (bench/models.py), and what tensor cores want on CUDA
+    model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        model.half()
+    return model
+
+
+def _compiled(
+    model: YOLO, engine: str, choice: EngineChoice, sha: str, cache: EngineCache
+) -> tuple[CompiledYOLO, str]:
+    version = engine_version(engine)
+    precision = choice.precision
+    if precision in ("int8", "auto"):
+        int8 = cache.find(EntryKey(sha, engine, version, "int8")) if engine == "openvino" else None
+        if int8 is not None:
+            return _wrap(model, _load(engine, int8.path(MODEL_FILES[engine]), "int8", choice), choice), "int8"
+        if precision == "int8":
+            raise ModelLoadError(
+                f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make one with "
+                "`vigil quantize` or use precision fp32 (engine int8 needs openvino)"
+            )
+    entry = cache.fetch(EntryKey(sha, engine, version, "fp32"), lambda folder: _export(model, engine, folder))
+    return _wrap(model, _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice), choice), "fp32"
+
+
+MODEL_FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
+EXPORTERS: dict[str, Callable[[YOLO, Path], Parity]] = {
+    "openvino": export_openvino,
+    "onnxruntime": export_onnx,
+}
+
+
+def _export(model: YOLO, engine: str, folder: Path) -> dict[str, object]:
+    started = time.perf_counter()
+    parity = EXPORTERS[engine](model, folder / MODEL_FILES[engine])
+    if not parity.ok():
+        raise ModelLoadError(f"{engine} export differs from eager PyTorch: {parity}")
+    log.info("exported the dense network to %s in %.1f s (max |diff| scores %.1e, boxes %.1e px)",
+             engine, time.perf_counter() - started, parity.scores, parity.boxes_px)  # fmt: skip
+    return {"parity": {"scores": parity.scores, "boxes_px": parity.boxes_px}}
+
+
+def _load(engine: str, path: Path, precision: str, choice: EngineChoice) -> DenseEngine:
+    if engine == "openvino":
+        from detector.engines.openvino_engine import OpenVINOEngine
+
+        return OpenVINOEngine(path, precision=precision, threads=choice.threads)
+    from detector.engines.onnxruntime_engine import ONNXRuntimeEngine
+
+    return ONNXRuntimeEngine(path, precision=precision, threads=choice.threads)
+
+
+def _wrap(model: YOLO, engine: DenseEngine, choice: EngineChoice) -> CompiledYOLO:
+    transform = model.transform
+    transform.rect = choice.rect
+    transform.stride = max(model.head.strides)
+    return CompiledYOLO(engine, transform, class_names=model.class_names, decode=model.decode_config)
+
+
+# -- auto ---------------------------------------------------------------------------------------
+
+TIMED_CALLS = 5
+
+
+def _auto_engine(
+    choice: EngineChoice, model: Detector, sha: str, device: torch.device, decode_overrides: dict
+) -> str:
+    if device.type != "cpu":
+        return "torch"
+    if not isinstance(model, YOLO):
+        log.info("engine auto: %s is not a YOLO checkpoint; torch", type(model).__name__)
+        return "torch"
+    candidates = [engine for engine in ENGINES if unusable(engine) is None]
+    if len(candidates) == 1:
+        return "torch"
+    cache_dir = Path(choice.cache_dir or default_cache_dir())
+    versions = {engine: engine_version(engine) for engine in candidates}
+    record = cache_dir / f"auto-{sha[:16]}-{_cpu_tag(versions)}.json"
+    try:
+        chosen = json.loads(record.read_text())["engine"]
+        if chosen in candidates:
+            return chosen
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    timings = {
+        engine: _time_engine(
+            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), decode_overrides
+        )
+        for engine in candidates
+    }
+    chosen = min(timings, key=timings.__getitem__)
+    log.info("engine auto: %s (ms per 16:9 frame, fp32: %s)", chosen,
+             ", ".join(f"{engine} {ms:.1f}" for engine, ms in timings.items()))  # fmt: skip
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"engine": chosen, "ms_per_frame": timings, "versions": versions}))
+    return chosen
+
+
+def _time_engine(choice: EngineChoice, decode_overrides: dict) -> float:
+    built = build_detector(choice, **decode_overrides)
+    size = built.model.input_size
+    image = torch.randint(0, 256, (3, size * 9 // 16, size), dtype=torch.uint8)
+    built.model.predict([image])  # warm-up: compilation, first allocations
+    started = time.perf_counter()
+    for _ in range(TIMED_CALLS):
+        built.model.predict([image])
+    return 1000 * (time.perf_counter() - started) / TIMED_CALLS
+
+
+def _cpu_tag(versions: dict[str, str]) -> str:
+    """A short hash of the CPU model, core count and engine versions: another host measures again."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                      if line.startswith("model name")), "")  # fmt: skip
+    except OSError:
+        model = ""
+    text = f"{platform.machine()}|{model}|{os.cpu_count()}|{sorted(versions.items())}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

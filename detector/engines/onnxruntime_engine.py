@@ -1,0 +1,33 @@
+"""The dense network in ONNX Runtime (CPU execution provider; dynamic batch, height and width)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+class ONNXRuntimeEngine:
+    name = "onnxruntime"
+    batched = False
+
+    def __init__(self, onnx: str | Path, *, precision: str, threads: int | None = None) -> None:
+        import onnxruntime
+
+        self.precision = precision
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self._session = onnxruntime.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores, boxes = self._session.run(["scores", "boxes"], {self._input: batch})
+        return scores, boxes

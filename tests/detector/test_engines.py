@@ -1,0 +1,201 @@
+"""The inference engines: the same detections from eager PyTorch, OpenVINO and ONNX Runtime, the
+export cache that never trusts a stale or corrupt file, the INT8 gate, and the auto choice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from detector.engines.build import (
+    EngineChoice,
+    build_detector,
+    default_cache_dir,
+    engine_version,
+)
+from detector.engines.cache import EngineCache, EntryKey
+from detector.engines.quantize import quantize
+from detector.models.errors import ModelLoadError
+from detector.runner import DEFAULT_WEIGHTS
+from detector.training.datasets import list_samples, read_rgb
+from tests.support.data import data_dir
+
+COMPILED = ("openvino", "onnxruntime")
+PISTOLS = data_dir() / "pistols"
+
+
+def val_images(count: int) -> list[torch.Tensor]:
+    paths = [image for image, _ in list_samples(PISTOLS / "images" / "val")][:count]
+    return [torch.from_numpy(read_rgb(path)).permute(2, 0, 1).contiguous() for path in paths]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engines")
+
+
+def shipped(engine: str, cache_dir: Path, **options: object) -> object:
+    choice = EngineChoice(DEFAULT_WEIGHTS, engine=engine, precision="fp32", device="cpu", cache_dir=cache_dir)
+    return build_detector(EngineChoice(**{**choice.__dict__, **options}))
+
+
+@pytest.mark.parametrize("engine", COMPILED)
+@pytest.mark.parametrize("letterbox", ["square", "rect"])
+def test_compiled_engines_find_what_eager_pytorch_finds(engine: str, letterbox: str, cache_dir: Path) -> None:
+    rect = letterbox == "rect"
+    images = val_images(6)
+    eager = shipped("torch", cache_dir, rect=rect).model
+    compiled = shipped(engine, cache_dir, rect=rect).model
+    for model in (eager, compiled):
+        model.score_thresh = 0.05
+    # one image per call: a rectangular batch is padded to its largest image, and the compiled
+    # engines letterbox each image on its own
+    wanted = [eager.predict([image])[0] for image in images]
+    for want, got in zip(wanted, compiled.predict(images), strict=True):
+        assert got["labels"].tolist() == want["labels"].tolist()
+        assert torch.allclose(got["scores"], want["scores"], atol=1e-4)
+        assert torch.allclose(got["boxes"], want["boxes"].float(), atol=0.05)
+
+
+def test_the_rectangular_letterbox_pads_to_the_stride_not_to_a_square(cache_dir: Path) -> None:
+    model = shipped("torch", cache_dir, rect=True).model
+    wide = torch.zeros(3, 720, 1280, dtype=torch.uint8)
+    batch, _, _ = model.transform([wide])
+    assert tuple(batch.shape[-2:]) == (224, 384)  # 384 x 216 rounded up to 32: 42 % fewer pixels than 384²
+    square = shipped("torch", cache_dir, rect=False).model
+    assert tuple(square.transform([wide])[0].shape[-2:]) == (384, 384)
+    mixed, _, _ = model.transform([wide, torch.zeros(3, 600, 450, dtype=torch.uint8)])
+    assert tuple(mixed.shape[-2:]) == (384, 384)  # the batch holds its tallest and its widest image
+
+
+def test_an_export_is_made_once_then_loaded(cache_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    shipped("openvino", cache_dir)
+    with caplog.at_level(logging.INFO, logger="detector.engines"):
+        built = shipped("openvino", cache_dir)
+    assert built.label == "openvino-fp32"
+    assert not [record for record in caplog.records if "exported" in record.getMessage()]
+
+
+def test_a_stale_or_corrupt_entry_is_rebuilt_never_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    built = shipped("onnxruntime", tmp_path)
+    key = EntryKey(built.checkpoint_sha256, "onnxruntime", engine_version("onnxruntime"), "fp32")
+    folder = tmp_path / key.folder
+    model_file = folder / "model.onnx"
+
+    model_file.write_bytes(model_file.read_bytes()[:1000])  # truncated: a crash, a disk error
+    with caplog.at_level(logging.WARNING, logger="detector.engines"):
+        rebuilt = shipped("onnxruntime", tmp_path)
+    assert "does not match its sha256" in caplog.text
+    assert rebuilt.model.predict(val_images(1))  # it runs: the file was exported again
+    assert model_file.stat().st_size > 1_000_000
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "checkpoint_sha256": "0" * 64}))
+    assert EngineCache(tmp_path).find(key) is None  # made for another checkpoint
+    (folder / "manifest.json").write_text("{not json")
+    assert EngineCache(tmp_path).find(key) is None
+    shipped("onnxruntime", tmp_path)
+    assert EngineCache(tmp_path).find(key) is not None
+
+
+def test_an_export_that_fails_half_way_leaves_nothing(tmp_path: Path) -> None:
+    key = EntryKey("ab" * 32, "onnxruntime", "1", "fp32")
+
+    def crash(folder: Path) -> dict:
+        (folder / "model.onnx").write_bytes(b"half a model")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        EngineCache(tmp_path).store(key, crash)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_without_a_gated_model_is_refused_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"no gated INT8 model.*vigil quantize"):
+        build_detector(EngineChoice(Path(_copy_weights(tmp_path)), engine="openvino", precision="int8",
+                                    device="cpu", cache_dir=tmp_path / "cache"))  # fmt: skip
+    with pytest.raises(ModelLoadError, match="needs the openvino engine"):
+        shipped("torch", tmp_path, precision="int8")
+
+
+@pytest.mark.slow
+def test_int8_is_gated_on_val_map(tmp_path: Path) -> None:
+    """Calibrated on a few training images, scored on a few val images: refused when the gate
+    cannot be met (nothing written), accepted and then loaded by precision int8 and auto."""
+    weights = _copy_weights(tmp_path)  # another file: the shipped INT8 model is not this one's
+    data = _small_data(tmp_path, train=8, val=12)
+    cache = tmp_path / "cache"
+    refused, entry = quantize(weights, data, calibration=8, max_drop=-1.0, cache_dir=cache)
+    assert entry is None and not refused.passed and "more than the -1.0 allowed" in refused.reason()
+    assert not [path for path in cache.iterdir() if "int8" in path.name]
+
+    report, entry = quantize(weights, data, calibration=8, max_drop=1.0, cache_dir=cache)
+    assert entry is not None and report.passed
+    assert entry.manifest["gate"]["calibration_images"] == 8 and entry.manifest["gate"]["val_images"] == 12
+    for precision in ("int8", "auto"):
+        built = build_detector(EngineChoice(weights, engine="openvino", precision=precision, device="cpu",
+                                            cache_dir=cache))  # fmt: skip
+        assert built.label == "openvino-int8"
+        assert built.model.predict(val_images(1))
+
+
+def test_auto_measures_once_and_remembers(tmp_path: Path) -> None:
+    weights = _copy_weights(tmp_path)
+    built = build_detector(
+        EngineChoice(weights, engine="auto", precision="fp32", device="cpu", cache_dir=tmp_path)
+    )
+    records = list(tmp_path.glob("auto-*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["engine"] == built.engine == min(record["ms_per_frame"], key=record["ms_per_frame"].get)
+    assert set(record["ms_per_frame"]) == {"torch", *COMPILED}
+    records[0].write_text(json.dumps({**record, "engine": "onnxruntime"}))  # remembered: not measured again
+    again = build_detector(
+        EngineChoice(weights, engine="auto", precision="fp32", device="cpu", cache_dir=tmp_path)
+    )
+    assert again.engine == "onnxruntime"
+
+
+def test_only_yolo_checkpoints_are_compiled(tmp_path: Path) -> None:
+    from detector.models.checkpoint import Checkpoint
+    from detector.models.registry import build_model
+
+    model = build_model("localizer_lite0", class_names=("pistol",), input_size=64, pretrained=False)
+    localizer = Checkpoint.from_model(model, "localizer_lite0").save(tmp_path / "localizer.pt")
+    with pytest.raises(ModelLoadError, match="YOLO checkpoints only"):
+        build_detector(EngineChoice(localizer, engine="openvino", device="cpu", cache_dir=tmp_path))
+    assert build_detector(EngineChoice(localizer, device="cpu", cache_dir=tmp_path)).engine == "torch"
+
+
+def test_the_default_cache_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "vigil" / "engines"
+    assert os.environ["XDG_CACHE_HOME"] == str(tmp_path)
+
+
+def _copy_weights(folder: Path) -> Path:
+    """The shipped checkpoint under another sha256 (a training field changed)."""
+    from detector.models.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint.load(DEFAULT_WEIGHTS)
+    checkpoint.training = {**checkpoint.training, "copy": str(folder)}
+    return checkpoint.save(folder / "copy.pt")
+
+
+def _small_data(folder: Path, *, train: int, val: int) -> Path:
+    """A data.yaml of the first images of the pistol train and val splits (symlinks)."""
+    for split, count in (("train", train), ("val", val)):
+        for image, label in list_samples(PISTOLS / "images" / split)[:count]:
+            for source, kind in ((image, "images"), (label, "labels")):
+                target = folder / "data" / kind / split / source.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source)
+    yaml = folder / "data" / "data.yaml"
+    yaml.write_text("path: .\ntrain: images/train\nval: images/val\nnc: 1\nnames: ['pistol']\n")
+    return yaml
