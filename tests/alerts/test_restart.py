@@ -57,6 +57,8 @@ def test_kill_and_restart_mid_stream(redis_client: redis.Redis, redis_url: str, 
         "alerts": {"publish_endpoint": bind, "metrics_port": None, "lease_ttl_s": 1.0, "snapshots": "off",
                    "rules": [RULE.model_dump()]},
         "cameras": [{"id": "cam-a", "url": "rtsp://x/a"}, {"id": "cam-b", "url": "rtsp://x/b"}],
+        # the rule ends an alert after 1 s: shorter than motion gating's 2 s interval, so gating is off
+        "detector": {"motion": {"enabled": False}},
     }))  # fmt: skip
     messages = script(time.time_ns() + int(2e9))
     expected = expected_ids(messages)
