@@ -109,13 +109,16 @@ def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDete
     sha = file_sha256(choice.checkpoint)
     device = pick_device(choice.device)
     model = checkpoint.build(**decode_overrides).eval()
+    if isinstance(model, YOLO):  # the letterbox every engine shares: square or padded to the stride
+        model.transform.rect = choice.rect
+        model.transform.stride = max(model.head.strides)
     engine = choice.engine
     if engine == "auto":
         engine = _auto_engine(choice, model, sha, device, decode_overrides)
     if engine == "torch":
         if choice.precision == "int8":
             raise ModelLoadError("precision int8 needs the openvino engine; torch runs fp32 (fp16 on CUDA)")
-        return BuiltDetector(_eager(model, device, choice), checkpoint, sha, device, "torch",
+        return BuiltDetector(_eager(model, device), checkpoint, sha, device, "torch",
                              "fp16" if device.type == "cuda" else "fp32")  # fmt: skip
     if device.type != "cpu":
         raise ModelLoadError(f"engine {engine} runs on the CPU only; device is {device}")
@@ -130,11 +133,8 @@ def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDete
     return BuiltDetector(compiled, checkpoint, sha, device, engine, precision)
 
 
-def _eager(model: Detector, device: torch.device, choice: EngineChoice) -> Detector:
+def _eager(model: Detector, device: torch.device) -> Detector:
     model = model.to(device)
-    if isinstance(model, YOLO):
-        model.transform.rect = choice.rect
-        model.transform.stride = max(model.head.strides)
     # channels-last convolutions: 1.3-2.5x faster for the depthwise-heavy backbones on CPU
     # (bench/models.py), and what tensor cores want on CUDA
     model.to(memory_format=torch.channels_last)
@@ -151,14 +151,14 @@ def _compiled(
     if precision in ("int8", "auto"):
         int8 = cache.find(EntryKey(sha, engine, version, "int8")) if engine == "openvino" else None
         if int8 is not None:
-            return _wrap(model, _load(engine, int8.path(MODEL_FILES[engine]), "int8", choice), choice), "int8"
+            return _wrap(model, _load(engine, int8.path(MODEL_FILES[engine]), "int8", choice)), "int8"
         if precision == "int8":
             raise ModelLoadError(
                 f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make one with "
                 "`vigil quantize` or use precision fp32 (engine int8 needs openvino)"
             )
     entry = cache.fetch(EntryKey(sha, engine, version, "fp32"), lambda folder: _export(model, engine, folder))
-    return _wrap(model, _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice), choice), "fp32"
+    return _wrap(model, _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)), "fp32"
 
 
 MODEL_FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
@@ -188,11 +188,8 @@ def _load(engine: str, path: Path, precision: str, choice: EngineChoice) -> Dens
     return ONNXRuntimeEngine(path, precision=precision, threads=choice.threads)
 
 
-def _wrap(model: YOLO, engine: DenseEngine, choice: EngineChoice) -> CompiledYOLO:
-    transform = model.transform
-    transform.rect = choice.rect
-    transform.stride = max(model.head.strides)
-    return CompiledYOLO(engine, transform, class_names=model.class_names, decode=model.decode_config)
+def _wrap(model: YOLO, engine: DenseEngine) -> CompiledYOLO:
+    return CompiledYOLO(engine, model.transform, class_names=model.class_names, decode=model.decode_config)
 
 
 # -- auto ---------------------------------------------------------------------------------------
