@@ -16,10 +16,19 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shared.errors import ConfigError
 from shared.logs import redact
@@ -347,12 +356,148 @@ class AlertsConfig(ServiceConfig):
         return rules
 
 
+SEVERITIES = ("info", "warning", "critical")
+"""Alert severities, least first (``sinks.targets[].min_severity`` compares in this order)."""
+SINK_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+class SinkBaseConfig(_Section):
+    """What every sink has: a name, filters, a rate limit and a retry policy (docs/sinks.md)."""
+
+    name: str = Field(pattern=SINK_NAME, description="Sink id: its lease, cursor, dead letters and metrics")
+    cameras: tuple[str, ...] = Field((), description="Deliver events of these cameras only (empty: all)")
+    labels: tuple[str, ...] = Field((), description="... of these object labels only (empty: all)")
+    rules: tuple[str, ...] = Field((), description="... of these rules only (empty: all)")
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="... of this severity or higher (info < warning < critical)"
+    )
+    kinds: tuple[Literal["started", "ended"], ...] = Field(
+        ("started", "ended"), min_length=1, description="... of these kinds"
+    )
+    rate_per_s: float | None = Field(
+        None, gt=0, le=10_000, description="Deliver at most this many events a second (None: no limit)"
+    )
+    rate_burst: int = Field(10, ge=1, le=100_000, description="Events delivered at once before rate_per_s holds")
+    max_age_s: float = Field(
+        3600.0, gt=0, le=7 * 86_400,
+        description="Retry a failing delivery until the event is this old, then dead-letter it",
+    )  # fmt: skip
+    retry_base_s: float = Field(0.5, gt=0, le=60, description="First retry delay ceiling (full jitter)")
+    retry_cap_s: float = Field(60.0, gt=0, le=3600, description="Largest retry delay")
+    start_from: Literal["now", "oldest"] = Field(
+        "now", description="A new sink's first event: the next one recorded, or the oldest in the history"
+    )
+    dead_maxlen: int = Field(10_000, ge=1, le=1_000_000, description="Approximate bound of its dead letters")
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> SinkBaseConfig:
+        if self.retry_cap_s < self.retry_base_s:
+            raise ValueError("retry_cap_s must be >= retry_base_s")
+        return self
+
+
+def _one_secret(value: SecretStr | None, file: str | None, field: str, *, required: bool) -> None:
+    if value is not None and file is not None:
+        raise ValueError(f"give {field} or {field}_file, not both")
+    if required and value is None and file is None:
+        raise ValueError(f"{field} (or {field}_file) is required")
+    if value is not None and not value.get_secret_value():
+        raise ValueError(f"{field} is empty")
+
+
+class WebhookSinkConfig(SinkBaseConfig):
+    type: Literal["webhook"] = Field(description="POST each event as signed JSON")
+    url: str = Field(description="https:// endpoint (http:// to a loopback host, or with allow_http)")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the X-Vigil-Signature header")
+    secret_file: str | None = Field(None, description="A file holding the secret instead (read at start)")
+    timeout_s: float = Field(5.0, gt=0, le=300, description="Connect and reply timeout of one POST")
+    ca_file: str | None = Field(None, description="CA bundle for https (default: the system's)")
+    allow_http: bool = Field(False, description="Allow http:// to a host that is not loopback (unencrypted)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  a bad port raises here
+        except ValueError:
+            raise ValueError("not a URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("no user or password in the URL: the signature authenticates Vigil")
+        return url
+
+    @model_validator(mode="after")
+    def _secret_and_scheme(self) -> WebhookSinkConfig:
+        _one_secret(self.secret, self.secret_file, "secret", required=True)
+        host = urlsplit(self.url).hostname
+        if urlsplit(self.url).scheme == "http" and host not in LOOPBACK_HOSTS and not self.allow_http:
+            raise ValueError("url: http:// sends events unencrypted; use https:// (or set allow_http)")
+        return self
+
+
+class MqttTlsConfig(_Section):
+    ca_file: str | None = Field(None, description="CA bundle that signed the broker's certificate (None: the system's)")
+    cert_file: str | None = Field(None, description="Client certificate, for brokers that ask for one")
+    key_file: str | None = Field(None, description="The client certificate's key")
+
+
+class MqttSinkConfig(SinkBaseConfig):
+    type: Literal["mqtt"] = Field(description="Publish events, snapshots and Home Assistant discovery")
+    host: str = Field(min_length=1, description="Broker host name or address")
+    port: int | None = Field(None, ge=1, le=65535, description="Broker port (None: 1883, or 8883 with tls)")
+    client_id: str | None = Field(None, max_length=128, description="MQTT client id (None: vigil-<name>)")
+    username: str | None = Field(None, min_length=1, description="Broker user name")
+    password: SecretStr | None = Field(None, description="Broker password (needs username)")
+    password_file: str | None = Field(None, description="A file holding the password instead (read at start)")
+    tls: MqttTlsConfig | None = Field(None, description="Connect over TLS (None: plain TCP)")
+    topic_prefix: str = Field("vigil", pattern=r"^[^#+]+$", description="First level of every Vigil topic")
+    discovery: bool = Field(True, description="Publish Home Assistant MQTT discovery (a binary sensor per camera and rule)")
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix")
+    snapshots: bool = Field(True, description="Publish the JPEG of a started event on <prefix>/<camera>/<label>/snapshot")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive")
+    ack_timeout_s: float = Field(10.0, gt=0, le=300, description="Wait this long for the broker's PUBACKs, then retry")
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MqttSinkConfig:
+        _one_secret(self.password, self.password_file, "password", required=False)
+        if (self.password or self.password_file) and not self.username:
+            raise ValueError("password needs username")
+        return self
+
+    @property
+    def broker_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+
+SinkConfig = Annotated[WebhookSinkConfig | MqttSinkConfig, Field(discriminator="type")]
+
+
+class SinksConfig(ServiceConfig):
+    metrics_port: int | None = Field(
+        9104, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    targets: tuple[SinkConfig, ...] = Field((), description="Where alert events are delivered (docs/sinks.md)")
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, targets: tuple[SinkConfig, ...]) -> tuple[SinkConfig, ...]:
+        names = [target.name for target in targets]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"targets[{index}].name {name!r} is used twice")
+        return targets
+
+
 class VigilConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
 
     @model_validator(mode="after")
@@ -410,6 +555,19 @@ class VigilConfig(_Section):
             return self.detector.motion
         own = camera.motion.model_dump(exclude_unset=True)
         return MotionConfig.model_validate(self.detector.motion.model_dump() | own)
+
+    @model_validator(mode="after")
+    def _sink_filters_exist(self) -> VigilConfig:
+        """A sink filtering on a rule (or a configured camera) that does not exist would stay silent."""
+        rules, cameras = {r.name for r in self.alerts.rules}, {c.id for c in self.cameras}
+        for index, target in enumerate(self.sinks.targets):
+            for rule in target.rules:
+                if rule not in rules:
+                    raise ValueError(f"sinks.targets[{index}].rules: no alert rule {rule!r}")
+            for camera in target.cameras if cameras else ():
+                if camera not in cameras:
+                    raise ValueError(f"sinks.targets[{index}].cameras: no camera {camera!r}")
+        return self
 
     @field_validator("cameras")
     @classmethod

@@ -57,3 +57,26 @@ class UsageError(VigilError):
 
 class DecodeError(VigilError):
     """A frame could not be decoded or encoded."""
+
+
+class SinkError(VigilError):
+    """A delivery to an alert sink failed. ``sink`` is the sink's name; messages never carry its
+    URL, user name or secret."""
+
+    def __init__(self, sink: str, message: str) -> None:
+        super().__init__(f"sink {sink}: {message}")
+        self.sink = sink
+        self.reason = message
+
+
+class SinkUnavailable(SinkError):
+    """Worth retrying: a timeout, a refused connection, HTTP 5xx, 408 or 429, a missing MQTT ack.
+    ``retry_after_s`` is the receiver's own hint (Retry-After), if it gave one."""
+
+    def __init__(self, sink: str, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(sink, message)
+        self.retry_after_s = retry_after_s
+
+
+class SinkRejected(SinkError):
+    """The receiver refused the event for good (HTTP 4xx other than 408 and 429): dead-letter it."""

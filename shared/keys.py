@@ -61,3 +61,14 @@ def snapshots_key(camera: str) -> str:
     """Sorted set of ``camera``'s snapshot keys, scored by event time (ms): beyond
     ``alerts.snapshot_max_per_camera`` the oldest are deleted."""
     return f"{PREFIX}:snapshots:{camera}"
+
+
+def sink_group(sink: str) -> str:
+    """The consumer group of ``vigil:alerts`` that follows the history for one sink (its cursor:
+    the last entry read, and the entries read but not yet delivered or dead-lettered)."""
+    return f"sink:{sink}"
+
+
+def sink_dead_key(sink: str) -> str:
+    """Bounded stream of a sink's dead letters: events it gave up on, with the last error."""
+    return f"{PREFIX}:sinks:dead:{sink}"

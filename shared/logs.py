@@ -55,6 +55,13 @@ def register_url_secrets(url: str) -> None:
         _known_secrets.update({password, unquote(password)})
 
 
+def register_secret(secret: str) -> None:
+    """Remember a secret (a webhook key, a broker password) so it is masked wherever it appears."""
+    if len(secret) >= 3:
+        with _secrets_lock:
+            _known_secrets.add(secret)
+
+
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

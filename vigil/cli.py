@@ -163,6 +163,57 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sinks(commands: Commands) -> None:
+    parser = _service_command(
+        commands, "sinks", "Deliver recorded alert events to MQTT brokers and webhooks (docs/sinks.md).", cmd_sinks
+    )  # fmt: skip
+    parser.add_argument("--replay-dead", metavar="SINK", help="deliver SINK's dead letters once each, then exit")
+
+
+def cmd_sinks(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.sinks)
+    from shared.redis import connect
+
+    client = connect(config.redis)
+    if args.replay_dead:
+        return _replay_dead(config, args.replay_dead, client)
+    from alerts.sinks.service import SinkService
+
+    SinkService(config.sinks, client=client, sensors=sensors(config)).run()
+    return 0
+
+
+def sensors(config: VigilConfig) -> list[tuple[str, str]]:
+    """(camera, rule) of every enabled camera and each rule that applies to it (Home Assistant's sensors)."""
+    return [(camera.id, rule.name) for camera in config.cameras if camera.enabled
+            for rule in config.alerts.rules if not rule.cameras or camera.id in rule.cameras]  # fmt: skip
+
+
+def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # noqa: ANN401  redis.Redis
+    from alerts.sinks.deadletter import DeadLetters, replay_dead
+    from alerts.sinks.targets import open_sink
+
+    target = next((t for t in config.sinks.targets if t.name == name), None)
+    if target is None:
+        print(f"vigil sinks: no sink {name!r} in sinks.targets", file=sys.stderr)
+        return 2
+    if target.type == "mqtt":  # beside the service's own connection, not instead of it
+        target = target.model_copy(update={"client_id": f"{target.client_id or 'vigil-' + name}-replay"})
+    sink = open_sink(target, sensors=sensors(config))
+    sink.open()
+    try:
+        report = replay_dead(sink, DeadLetters(client, name, maxlen=target.dead_maxlen))
+    finally:
+        sink.close()
+    for entry_id, error in report.still_dead:
+        print(f"{entry_id}: still dead: {error}")
+    stopped = f"; stopped: {report.stopped}" if report.stopped else ""
+    print(f"sink {name}: {report.delivered} re-delivered, {len(report.still_dead)} kept{stopped}")
+    return 0 if not report.still_dead and not report.stopped else 1
+
+
 # -- operators ---------------------------------------------------------------------------------
 
 
@@ -565,7 +616,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_subscribe, add_keys, add_cameras, add_demo,
+    add_ingest, add_detect, add_alerts, add_sinks, add_subscribe, add_keys, add_cameras, add_demo,
     add_train, add_models, add_eval, add_predict, add_export, add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}

@@ -1,0 +1,231 @@
+"""SinkWorker: one sink's thread. It follows ``vigil:alerts`` through the sink's consumer group
+and takes each event through filter → rate limit → deliver (retrying with full-jitter backoff up
+to ``max_age_s``) → acknowledge, or dead-letter and acknowledge. In order, one event at a time.
+
+An entry is acknowledged (XACK) only once the receiver has it or it is dead-lettered; until then
+it stays pending in the group. A worker that starts (a take-over, a restart, Redis back) first
+claims every pending entry of the group (XAUTOCLAIM), so an event whose delivery was cut short is
+delivered again: at least once. The receiver de-duplicates on the event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from alerts.sinks.deadletter import DeadLetters
+from alerts.sinks.filters import EventFilter, TokenBucket
+from alerts.sinks.metrics import SinksMetrics
+from alerts.sinks.targets import Sink
+from shared import keys
+from shared.backoff import Backoff
+from shared.config import SinkBaseConfig
+from shared.errors import SchemaError, SinkRejected, SinkUnavailable, StoreUnavailable
+from shared.logs import LIMITED_INTERVAL_S, log_limited
+from shared.redis import call
+from shared.schemas import AlertEvent
+
+log = logging.getLogger(__name__)
+READ_COUNT = 100
+READ_BLOCK_MS = 200
+REDIS_RETRY_S = 0.5
+RECLAIM_INTERVAL_S = 30.0
+RECLAIM_IDLE_MS = 60_000
+"""While running, entries pending this long under another consumer (a replica that lost the sink
+while reading) are claimed, every RECLAIM_INTERVAL_S."""
+
+
+def entry_ms(entry_id: bytes | str) -> int:
+    return int(_text(entry_id).split("-", 1)[0])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    reason: str
+    """``rejected`` or ``expired``: a bounded metric label."""
+    error: str
+    attempts: int
+
+
+class SinkWorker:
+    def __init__(self, sink: Sink, config: SinkBaseConfig, *, client: redis.Redis, consumer: str,
+                 metrics: SinksMetrics) -> None:  # fmt: skip
+        self.sink = sink
+        self.name = config.name
+        self.group = keys.sink_group(config.name)
+        self._config = config
+        self._client = client
+        self._consumer = consumer
+        self._metrics = metrics
+        self._filter = EventFilter.from_config(config)
+        self._backoff = Backoff(base=config.retry_base_s, cap=config.retry_cap_s, jitter="full")
+        self._bucket = (
+            TokenBucket(rate_per_s=config.rate_per_s, burst=config.rate_burst, now=time.monotonic())
+            if config.rate_per_s else None
+        )  # fmt: skip
+        self._dead = DeadLetters(client, config.name, maxlen=config.dead_maxlen)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sink-{config.name}", daemon=True)
+        self._group_ready = False
+        self._claim: tuple[str, int] | None = ("0-0", 0)
+        """(start id, least idle ms) of the next claim of pending entries; None: read new entries."""
+        self._next_reclaim = time.monotonic() + RECLAIM_INTERVAL_S
+        self.head_ms: int | None = None
+        """Record time (ms) of the entry being delivered; None between entries."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop taking events; an event being retried stays pending for the next owner."""
+        self._stop.set()
+
+    def join(self, timeout_s: float) -> bool:
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        self.sink.open()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step()
+                except StoreUnavailable as error:
+                    log_limited(log, f"redis:{self.name}", LIMITED_INTERVAL_S, "sink %s: %s; retrying",
+                                self.name, error)  # fmt: skip
+                    self._claim = ("0-0", 0)  # what was in hand is pending: take it up again
+                    self.head_ms = None
+                    self._stop.wait(REDIS_RETRY_S)
+        finally:
+            self.sink.close()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        if not self._group_ready:
+            self.ensure_group(self._client, self._config)
+            self._group_ready = True
+        try:
+            entries = self._claimed() if self._claim is not None else self._read()
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            self._group_ready, self._claim = False, ("0-0", 0)  # Redis lost its data: start again
+            return
+        for entry_id, fields in entries:
+            if self._stop.is_set():
+                return
+            self._handle(entry_id, fields)
+        if self._claim is None and not entries and time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + RECLAIM_INTERVAL_S
+            self._claim = ("0-0", RECLAIM_IDLE_MS)
+
+    @staticmethod
+    def ensure_group(client: redis.Redis, config: SinkBaseConfig) -> None:
+        """Create the sink's consumer group if missing: at the newest entry, or before the oldest."""
+        start = "$" if config.start_from == "now" else "0"
+        try:
+            call(lambda: client.xgroup_create(keys.ALERTS, keys.sink_group(config.name), id=start, mkstream=True))
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def _claimed(self) -> list[tuple[bytes, dict]]:
+        """The next batch of the group's pending entries (cut-short deliveries), oldest first."""
+        assert self._claim is not None
+        start, idle_ms = self._claim
+        reply = call(lambda: self._client.xautoclaim(keys.ALERTS, self.group, self._consumer, idle_ms,
+                                                     start_id=start, count=READ_COUNT))  # fmt: skip
+        next_start, entries = _text(reply[0]), reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        if deleted:  # pending, but trimmed from the history before delivery
+            self._metrics.trimmed.labels(self.name).inc(len(deleted))
+            log.warning("sink %s: %d pending events were trimmed from vigil:alerts before delivery",
+                        self.name, len(deleted))  # fmt: skip
+            call(lambda: self._client.xack(keys.ALERTS, self.group, *deleted))
+        self._claim = None if next_start == "0-0" else (next_start, idle_ms)
+        return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+
+    def _read(self) -> list[tuple[bytes, dict]]:
+        replies = call(lambda: self._client.xreadgroup(self.group, self._consumer, {keys.ALERTS: ">"},
+                                                       count=READ_COUNT, block=READ_BLOCK_MS))  # fmt: skip
+        return replies[0][1] if replies else []
+
+    # -- one event -----------------------------------------------------------------------------
+
+    def _handle(self, entry_id: bytes, fields: dict) -> None:
+        recorded_ms = entry_ms(entry_id)
+        try:
+            event = AlertEvent.decode(fields)
+        except SchemaError as error:
+            self._metrics.malformed.labels(error.reason).inc()
+            log_limited(log, f"malformed:{error.reason}", LIMITED_INTERVAL_S,
+                        "sink %s: history entry %s skipped: %s", self.name, entry_id, error)  # fmt: skip
+            self._ack(entry_id)
+            return
+        if not self._filter.accepts(event):
+            self._metrics.filtered.labels(self.name).inc()
+            self._ack(entry_id)
+            return
+        self.head_ms = recorded_ms
+        outcome = self._deliver(event, recorded_ms)
+        if outcome is None:  # stopping: left pending
+            return
+        if isinstance(outcome, GiveUp):
+            self._dead.add_and_ack(entry_id, event.to_json(), error=outcome.error, attempts=outcome.attempts)
+            self._metrics.dead_lettered.labels(self.name, outcome.reason).inc()
+            log_limited(log, f"dead:{self.name}", LIMITED_INTERVAL_S,
+                        "sink %s: event %s dead-lettered after %d attempts (%s): %s", self.name,
+                        event.event_id, outcome.attempts, outcome.reason, outcome.error)  # fmt: skip
+        else:
+            self._ack(entry_id)
+            self._metrics.delivered.labels(self.name).inc()
+            self._metrics.delivery_seconds.labels(self.name).observe(max(0.0, time.time() - recorded_ms / 1000))
+        self.head_ms = None
+
+    def _deliver(self, event: AlertEvent, recorded_ms: int) -> GiveUp | bool | None:
+        """True when delivered, a GiveUp when given up on, None when stopped first."""
+        attempt = 0
+        while True:
+            if not self._wait_for_rate():
+                return None
+            try:
+                self.sink.deliver(event)
+                return True
+            except SinkRejected as error:
+                return GiveUp("rejected", error.reason, attempt + 1)
+            except SinkUnavailable as error:
+                failure = error
+            left_s = self._config.max_age_s - (time.time() - recorded_ms / 1000)
+            if left_s <= 0:
+                return GiveUp("expired", failure.reason, attempt + 1)
+            delay_s = min(left_s, max(self._backoff.delay(attempt), failure.retry_after_s or 0.0))
+            self._metrics.retried.labels(self.name).inc()
+            log_limited(log, f"retry:{self.name}", LIMITED_INTERVAL_S, "sink %s: %s; retrying in %.1f s",
+                        self.name, failure.reason, delay_s)  # fmt: skip
+            attempt += 1
+            if self._stop.wait(delay_s):
+                return None
+
+    def _wait_for_rate(self) -> bool:
+        """Wait for the rate limit to let one attempt go; False if stopped meanwhile."""
+        if self._bucket is None:
+            return not self._stop.is_set()
+        while (wait_s := self._bucket.wait_s(time.monotonic())) > 0:
+            if self._stop.wait(wait_s):
+                return False
+        self._bucket.take(time.monotonic())
+        return True
+
+    def _ack(self, entry_id: bytes) -> None:
+        call(lambda: self._client.xack(keys.ALERTS, self.group, entry_id))
