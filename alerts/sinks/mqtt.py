@@ -104,8 +104,9 @@ class MqttSink:
         self.topics = Topics(config.topic_prefix, config.discovery_prefix)
         self._sensors = tuple(sensors)
         self._snapshots = snapshots
-        self._open_events: dict[tuple[str, str], set[str]] = {}
-        """(camera, rule) → events started and not ended: the sensor is ON while any is open."""
+        self._open_alerts: dict[tuple[str, str], set[tuple[int | None, int]]] = {}
+        """(camera, rule) → (track, first seen) of the alerts started and not ended: the sensor is
+        ON while any is open."""
         self._unacked: tuple[str, list[mqtt.MQTTMessageInfo]] | None = None
         """The last event's messages the broker has not acknowledged yet (the client resends them)."""
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"vigil-{name}",
@@ -155,15 +156,16 @@ class MqttSink:
         """(topic, payload, retained) of each message ``event`` makes."""
         payload = event.to_json()
         out: list[tuple[str, bytes | str, bool]] = [(self.topics.event(event), payload, False)]
-        opened = self._open_events.setdefault((event.camera, event.rule), set())
+        opened = self._open_alerts.setdefault((event.camera, event.rule), set())
+        alert = (event.track_id, event.first_seen_ns)  # the same in an alert's started and ended
         if event.kind == "started":
-            opened.add(event.event_id)
+            opened.add(alert)
             out.append((self.topics.last_alert(event.camera), payload, True))
             jpeg = self._snapshots(event) if self.config.snapshots else None
             if jpeg:
                 out.append((self.topics.snapshot(event.camera, event.label), jpeg, True))
         else:
-            opened.discard(event.event_id)
+            opened.discard(alert)
         out.append((self.topics.state(event.camera, event.rule), "ON" if opened else "OFF", True))
         return out
 

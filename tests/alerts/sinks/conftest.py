@@ -25,11 +25,11 @@ SECRET = "whsec-0123456789-do-not-log"
 
 def event(n: int, *, camera: str = "cam1", kind: str = "started", rule: str = "gun",
           snapshot: str | None = None) -> AlertEvent:  # fmt: skip
-    now = time.time_ns()
+    first_seen_ns = 1_700_000_000_000_000_000 + n
     return AlertEvent(
-        event_id=f"{camera}-{rule}-{n:04d}", kind=kind, rule=rule, severity="critical",  # type: ignore[arg-type]
+        event_id=f"{camera}-{rule}-{n:04d}-{kind}", kind=kind, rule=rule, severity="critical",  # type: ignore[arg-type]
         camera=camera, label="pistol", score=0.9, box=(10.0, 20.0, 50.0, 80.0), box_norm=(0.1, 0.1, 0.2, 0.3),
-        frame_width=640, frame_height=480, track_id=n, first_seen_ns=now, ts_ns=now, seq=n, snapshot=snapshot,
+        frame_width=640, frame_height=480, track_id=n, first_seen_ns=first_seen_ns, ts_ns=time.time_ns(), seq=n, snapshot=snapshot,
     )  # fmt: skip
 
 
