@@ -87,14 +87,14 @@ ENV PATH=/opt/vigil/bin:$PATH \
 
 USER 10001:10001
 
-# ingest, detector and alerts metrics (/metrics, /healthz, /readyz); alerts' ZeroMQ PUB
-EXPOSE 9101 9102 9103 5556
+# ingest, detector, alerts and sinks metrics (/metrics, /healthz, /readyz); alerts' ZeroMQ PUB
+EXPOSE 9101 9102 9103 9104 5556
 
 # Healthy when the service in this container answers /readyz on its configured metrics port. Which
 # service that is, the image does not know: ask each (a port nobody listens on fails fast).
 # docker-compose.yml replaces this with the one `vigil <service> --check` of each service.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
-    CMD ["sh", "-c", "vigil ingest --check || vigil detect --check || vigil alerts --check"]
+    CMD ["sh", "-c", "vigil ingest --check || vigil detect --check || vigil alerts --check || vigil sinks --check"]
 
 # SIGTERM (docker stop) stops every service cleanly: exec form, so vigil gets the signal.
 ENTRYPOINT ["vigil"]

@@ -35,17 +35,17 @@ COMPOSE_CONFIG = ROOT / "config" / "vigil.compose.yaml"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 
-VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts"}
+VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts", "sinks": "sinks"}
 """Compose service → ``vigil`` command, in the default (CPU) set."""
 GPU_DETECTOR = "detector-gpu"
-COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts"}
+COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
 """``vigil`` command → its config section (the one with its metrics port)."""
 REDIS_URL = "redis://redis:6379/0"
 """The compose config file's Redis; docker-compose.yml adds each service's user and password."""
-REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts"}
+REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
 """``vigil`` command → its Redis user in deploy/redis/users.acl."""
 COMPOSE_ENV = {f"REDIS_{user}_PASSWORD": f"{user.lower()}-test-password-0123456789"
-               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS")}  # fmt: skip
+               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS", "SINKS")}  # fmt: skip
 """What deploy/make-env.sh writes into .env (compose refuses to start without them)."""
 REDIS_DIR = ROOT / "deploy" / "redis"
 
@@ -476,7 +476,7 @@ def test_dockerfile_runs_as_a_non_root_user_with_a_health_check() -> None:
     entrypoint = [json.loads(arguments) for keyword, arguments in final if keyword == "ENTRYPOINT"]
     assert entrypoint[-1] == ["vigil"], "exec form, so vigil receives SIGTERM"
     exposed = {port.split("/")[0] for keyword, args in final if keyword == "EXPOSE" for port in args.split()}
-    assert {"9101", "9102", "9103", "5556"} <= exposed
+    assert {"9101", "9102", "9103", "9104", "5556"} <= exposed
 
 
 def test_dockerfile_sets_the_allocator_and_runtime_settings() -> None:

@@ -34,7 +34,7 @@ from tests.support.services import running, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "samples" / "pistols.mp4"
-SERVICE_USERS = ("ingest", "detector", "alerts")
+SERVICE_USERS = ("ingest", "detector", "alerts", "sinks")
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +144,35 @@ def test_each_service_does_its_work_under_its_own_user(server: ComposeRedis, adm
     assert admin.acl_log() == []
 
 
+def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.Redis, tmp_path: Path) -> None:
+    """A webhook (one event refused: a dead letter, then replayed) and an MQTT sink with a snapshot,
+    the lag metrics read from the consumer groups; Redis refuses nothing."""
+    from alerts.sinks.deadletter import DeadLetters, replay_dead
+    from alerts.sinks.service import SinkService
+    from alerts.sinks.targets import open_sink
+    from shared.config import MqttSinkConfig, SinksConfig, WebhookSinkConfig
+    from tests.alerts.sinks.conftest import SECRET, Mosquitto, Receiver, Script, event, record
+
+    admin.set(keys.snapshot_key("e0"), b"jpeg")
+    events = [event(0, snapshot=keys.snapshot_key("e0")), event(1), event(2)]
+    record(admin, *events)
+    receiver, broker = Receiver(Script(reject={events[1].event_id})), Mosquitto(tmp_path).start()
+    hook = WebhookSinkConfig(name="hook", type="webhook", url=receiver.url, secret=SECRET, start_from="oldest")
+    mqtt = MqttSinkConfig(name="ha", type="mqtt", host="127.0.0.1", port=broker.port, start_from="oldest")
+    config = SinksConfig(instance="sinks-1", metrics_port=None, lease_ttl_s=1.0, targets=(hook, mqtt))
+    try:
+        with running(SinkService(config, client=server.client("sinks"), sensors=[("cam1", "gun")])) as sinks:
+            delivered = lambda name: sinks.metrics.delivered.labels(name)._value.get()  # noqa: E731
+            assert wait_for(lambda: delivered("hook") == 2 and delivered("ha") == 3, 20), admin.acl_log()
+            assert wait_for(lambda: sinks.metrics.lag_events.labels("ha")._value.get() == 0, 5)
+        report = replay_dead(open_sink(hook), DeadLetters(server.client("sinks"), "hook", maxlen=100))
+        assert report.delivered == 1 and set(receiver.accepted()) == {e.event_id for e in events}
+    finally:
+        receiver.close()
+        broker.stop()
+    assert admin.keys("vigil:lease:*") == [] and admin.acl_log() == []
+
+
 FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         ("XADD", keys.DETECTIONS, "*", "k", "v"),  # another service's stream
@@ -166,6 +195,14 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
         ("XTRIM", keys.ALERTS, "MAXLEN", "0"),
         ("SET", keys.lease_key("detect", "cam"), "me"),
         ("GET", keys.snapshot_key("x")),
+    ],
+    "sinks": [
+        ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
+        ("XDEL", keys.ALERTS, "0-1"),
+        ("XGROUP", "DESTROY", keys.ALERTS, "sink:x"),
+        ("SET", keys.snapshot_key("x"), "jpeg"),
+        ("XREAD", "STREAMS", keys.DETECTIONS, "0"),
+        ("SET", keys.lease_key("alerts", "cam"), "me"),
     ],
 }
 EVERYONE = [("FLUSHALL",), ("FLUSHDB",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("ACL", "LIST"),
