@@ -378,7 +378,9 @@ class SinkBaseConfig(_Section):
     rate_per_s: float | None = Field(
         None, gt=0, le=10_000, description="Deliver at most this many events a second (None: no limit)"
     )
-    rate_burst: int = Field(10, ge=1, le=100_000, description="Events delivered at once before rate_per_s holds")
+    rate_burst: int = Field(
+        10, ge=1, le=100_000, description="Events delivered at once before rate_per_s holds"
+    )
     max_age_s: float = Field(
         3600.0, gt=0, le=7 * 86_400,
         description="Retry a failing delivery until the event is this old, then dead-letter it",
@@ -439,7 +441,9 @@ class WebhookSinkConfig(SinkBaseConfig):
 
 
 class MqttTlsConfig(_Section):
-    ca_file: str | None = Field(None, description="CA bundle that signed the broker's certificate (None: the system's)")
+    ca_file: str | None = Field(
+        None, description="CA bundle that signed the broker's certificate (None: the system's)"
+    )
     cert_file: str | None = Field(None, description="Client certificate, for brokers that ask for one")
     key_file: str | None = Field(None, description="The client certificate's key")
 
@@ -454,11 +458,19 @@ class MqttSinkConfig(SinkBaseConfig):
     password_file: str | None = Field(None, description="A file holding the password instead (read at start)")
     tls: MqttTlsConfig | None = Field(None, description="Connect over TLS (None: plain TCP)")
     topic_prefix: str = Field("vigil", pattern=r"^[^#+]+$", description="First level of every Vigil topic")
-    discovery: bool = Field(True, description="Publish Home Assistant MQTT discovery (a binary sensor per camera and rule)")
-    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix")
-    snapshots: bool = Field(True, description="Publish the JPEG of a started event on <prefix>/<camera>/<label>/snapshot")
+    discovery: bool = Field(
+        True, description="Publish Home Assistant MQTT discovery (a binary sensor per camera and rule)"
+    )
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=r"^[^#+]+$", description="Home Assistant's discovery prefix"
+    )
+    snapshots: bool = Field(
+        True, description="Publish the JPEG of a started event on <prefix>/<camera>/<label>/snapshot"
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive")
-    ack_timeout_s: float = Field(10.0, gt=0, le=300, description="Wait this long for the broker's PUBACKs, then retry")
+    ack_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Wait this long for the broker's PUBACKs, then retry"
+    )
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> MqttSinkConfig:
@@ -479,7 +491,9 @@ class SinksConfig(ServiceConfig):
     metrics_port: int | None = Field(
         9104, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )
-    targets: tuple[SinkConfig, ...] = Field((), description="Where alert events are delivered (docs/sinks.md)")
+    targets: tuple[SinkConfig, ...] = Field(
+        (), description="Where alert events are delivered (docs/sinks.md)"
+    )
 
     @field_validator("targets")
     @classmethod

@@ -10,6 +10,7 @@ packages=(
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   prometheus libtcmalloc-minimal4 redis-server
+  mosquitto
 )
 missing=()
 for package in "${packages[@]}"; do

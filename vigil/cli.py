@@ -165,9 +165,11 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def add_sinks(commands: Commands) -> None:
     parser = _service_command(
-        commands, "sinks", "Deliver recorded alert events to MQTT brokers and webhooks (docs/sinks.md).", cmd_sinks
+        commands, "sinks", "Deliver recorded alert events to MQTT brokers and webhooks (docs/sinks.md).",
+        cmd_sinks,
     )  # fmt: skip
-    parser.add_argument("--replay-dead", metavar="SINK", help="deliver SINK's dead letters once each, then exit")
+    parser.add_argument("--replay-dead", metavar="SINK",
+                        help="deliver SINK's dead letters (a refused one is kept), then exit")  # fmt: skip
 
 
 def cmd_sinks(args: argparse.Namespace) -> int:
@@ -191,7 +193,7 @@ def sensors(config: VigilConfig) -> list[tuple[str, str]]:
             for rule in config.alerts.rules if not rule.cameras or camera.id in rule.cameras]  # fmt: skip
 
 
-def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # noqa: ANN401  redis.Redis
+def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # client: a redis.Redis
     from alerts.sinks.deadletter import DeadLetters, replay_dead
     from alerts.sinks.targets import open_sink
 

@@ -41,9 +41,18 @@ class DeadLetters:
 
         def run() -> None:
             pipe = self._client.pipeline(transaction=True)
-            pipe.xadd(self.key, {"entry": entry_id, "event": event_json, "error": error,
-                                 "attempts": attempts, "dead_ms": int(time.time() * 1000)},
-                      maxlen=self._maxlen, approximate=True)  # fmt: skip
+            pipe.xadd(
+                self.key,
+                {
+                    "entry": entry_id,
+                    "event": event_json,
+                    "error": error,
+                    "attempts": attempts,
+                    "dead_ms": int(time.time() * 1000),
+                },
+                maxlen=self._maxlen,
+                approximate=True,
+            )
             pipe.xack(keys.ALERTS, self._group, entry_id)
             pipe.execute()
 
@@ -53,10 +62,15 @@ class DeadLetters:
         start = after if after == "-" else f"({_text(after)}"
         raw = call(lambda: self._client.xrange(self.key, min=start, count=READ_COUNT))
         return [
-            DeadLetter(dead_id, _text(fields.get(b"entry", b"")), _text(fields.get(b"event", b"")),
-                       _text(fields.get(b"error", b"")), int(fields.get(b"attempts", 0)))
+            DeadLetter(
+                dead_id,
+                _text(fields.get(b"entry", b"")),
+                _text(fields.get(b"event", b"")),
+                _text(fields.get(b"error", b"")),
+                int(fields.get(b"attempts", 0)),
+            )
             for dead_id, fields in raw
-        ]  # fmt: skip
+        ]
 
     def remove(self, dead_id: bytes) -> None:
         call(lambda: self._client.xdel(self.key, dead_id))

@@ -20,9 +20,13 @@ class EventFilter:
 
     @classmethod
     def from_config(cls, config: SinkBaseConfig) -> EventFilter:
-        return cls(cameras=frozenset(config.cameras), labels=frozenset(config.labels),
-                   rules=frozenset(config.rules), kinds=frozenset(config.kinds),
-                   min_severity_rank=SEVERITIES.index(config.min_severity))  # fmt: skip
+        return cls(
+            cameras=frozenset(config.cameras),
+            labels=frozenset(config.labels),
+            rules=frozenset(config.rules),
+            kinds=frozenset(config.kinds),
+            min_severity_rank=SEVERITIES.index(config.min_severity),
+        )
 
     def accepts(self, event: AlertEvent) -> bool:
         rank = SEVERITIES.index(event.severity) if event.severity in SEVERITIES else -1

@@ -83,8 +83,12 @@ def discovery_config(topics: Topics, camera: str, rule: str) -> dict[str, object
         "availability_topic": topics.availability,
         "payload_available": ONLINE,
         "payload_not_available": OFFLINE,
-        "device": {"identifiers": [f"vigil_{_NOT_AN_ID.sub('_', camera)}"], "name": f"Vigil {camera}",
-                   "manufacturer": "Vigil", "model": "camera"},  # fmt: skip
+        "device": {
+            "identifiers": [f"vigil_{_NOT_AN_ID.sub('_', camera)}"],
+            "name": f"Vigil {camera}",
+            "manufacturer": "Vigil",
+            "model": "camera",
+        },
     }
 
 
@@ -109,13 +113,18 @@ class MqttSink:
         ON while any is open."""
         self._unacked: tuple[str, list[mqtt.MQTTMessageInfo]] | None = None
         """The last event's messages the broker has not acknowledged yet (the client resends them)."""
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"vigil-{name}",
-                             clean_session=True, protocol=mqtt.MQTTv311)  # fmt: skip
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=config.client_id or f"vigil-{name}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
         if config.username:
             client.username_pw_set(config.username, password)
         if config.tls is not None:
-            client.tls_set(ca_certs=config.tls.ca_file, certfile=config.tls.cert_file,
-                           keyfile=config.tls.key_file)  # fmt: skip
+            client.tls_set(
+                ca_certs=config.tls.ca_file, certfile=config.tls.cert_file, keyfile=config.tls.key_file
+            )
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
@@ -124,7 +133,9 @@ class MqttSink:
 
     def open(self) -> None:
         """Connect in the background; deliveries fail as unavailable until the broker accepts."""
-        self._client.connect_async(self.config.host, self.config.broker_port, keepalive=self.config.keepalive_s)
+        self._client.connect_async(
+            self.config.host, self.config.broker_port, keepalive=self.config.keepalive_s
+        )
         self._client.loop_start()
 
     def close(self) -> None:
@@ -140,8 +151,10 @@ class MqttSink:
         if self._unacked is not None and self._unacked[0] == event.event_id:
             infos = self._unacked[1]  # a retry: wait for the messages the client still holds
         else:
-            infos = [self._client.publish(topic, payload, qos=1, retain=retain)
-                     for topic, payload, retain in self.messages(event)]  # fmt: skip
+            infos = [
+                self._client.publish(topic, payload, qos=1, retain=retain)
+                for topic, payload, retain in self.messages(event)
+            ]
         self._unacked = None
         deadline = time.monotonic() + self.config.ack_timeout_s
         for info in infos:
@@ -169,11 +182,23 @@ class MqttSink:
         out.append((self.topics.state(event.camera, event.rule), "ON" if opened else "OFF", True))
         return out
 
-    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
-                    reason: mqtt.ReasonCode, _properties: object) -> None:  # fmt: skip
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason: mqtt.ReasonCode,
+        _properties: object,
+    ) -> None:
         if reason.is_failure:
-            log_limited(log, f"mqtt:{self.name}", LIMITED_INTERVAL_S, "sink %s: the broker refused: %s",
-                        self.name, reason)  # fmt: skip
+            log_limited(
+                log,
+                f"mqtt:{self.name}",
+                LIMITED_INTERVAL_S,
+                "sink %s: the broker refused: %s",
+                self.name,
+                reason,
+            )
             return
         log.info("sink %s: connected to the broker", self.name)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
@@ -182,10 +207,22 @@ class MqttSink:
                 config = json.dumps(discovery_config(self.topics, camera, rule), separators=(",", ":"))
                 client.publish(self.topics.discovery(camera, rule), config, qos=1, retain=True)
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
-                       reason: mqtt.ReasonCode, _properties: object) -> None:  # fmt: skip
-        log_limited(log, f"mqtt:{self.name}", LIMITED_INTERVAL_S, "sink %s: broker connection lost (%s)",
-                    self.name, reason)  # fmt: skip
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: object,
+        reason: mqtt.ReasonCode,
+        _properties: object,
+    ) -> None:
+        log_limited(
+            log,
+            f"mqtt:{self.name}",
+            LIMITED_INTERVAL_S,
+            "sink %s: broker connection lost (%s)",
+            self.name,
+            reason,
+        )
 
 
 def _acked(info: mqtt.MQTTMessageInfo, timeout_s: float) -> bool | None:

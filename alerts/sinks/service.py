@@ -43,14 +43,17 @@ class SinkService(LeasedService):
         metrics: SinksMetrics | None = None,
     ) -> None:
         """``sensors``: the (camera, rule) pairs MQTT sinks announce to Home Assistant."""
-        super().__init__(config, [t.name for t in config.targets], client=client,
-                         metrics=metrics or SinksMetrics())  # fmt: skip
+        super().__init__(
+            config, [t.name for t in config.targets], client=client, metrics=metrics or SinksMetrics()
+        )
         self.config: SinksConfig = config
         self.metrics: SinksMetrics
         self.targets = {target.name: target for target in config.targets}
         for target in config.targets:  # a secret file that cannot be read stops the start, naming it
             if isinstance(target, MqttSinkConfig):
-                read_secret(target.password, target.password_file, field=f"sinks.targets[{target.name}].password")
+                read_secret(
+                    target.password, target.password_file, field=f"sinks.targets[{target.name}].password"
+                )
             else:
                 read_secret(target.secret, target.secret_file, field=f"sinks.targets[{target.name}].secret")
         self._sensors = tuple(sensors)
@@ -67,8 +70,11 @@ class SinkService(LeasedService):
         target = self.targets[sink]
         worker = SinkWorker(
             open_sink(target, sensors=self._sensors_of(target), snapshots=self._snapshot),
-            target, client=self.client, consumer=self.instance, metrics=self.metrics,
-        )  # fmt: skip
+            target,
+            client=self.client,
+            consumer=self.instance,
+            metrics=self.metrics,
+        )
         SinkWorker.ensure_group(self.client, target)  # before the lease round ends: StoreUnavailable retries
         self.workers[sink] = worker
         worker.start()
@@ -96,9 +102,11 @@ class SinkService(LeasedService):
     # -- helpers -------------------------------------------------------------------------------
 
     def _sensors_of(self, target: SinkConfig) -> list[tuple[str, str]]:
-        return [(camera, rule) for camera, rule in self._sensors
-                if (not target.cameras or camera in target.cameras)
-                and (not target.rules or rule in target.rules)]  # fmt: skip
+        return [
+            (camera, rule)
+            for camera, rule in self._sensors
+            if (not target.cameras or camera in target.cameras) and (not target.rules or rule in target.rules)
+        ]
 
     def _snapshot(self, event: AlertEvent) -> bytes | None:
         """The JPEG the alerts service stored for ``event`` (None: none, or expired)."""
@@ -120,11 +128,16 @@ class SinkService(LeasedService):
             unread, pending = group.get("lag") or 0, group.get("pending") or 0
             oldest = [ms for ms in (self.workers[name].head_ms, self._oldest_pending(name)) if ms is not None]
             if unread:
-                following = call(lambda g=group: self.client.xrange(
-                    keys.ALERTS, min=f"({_text(g['last-delivered-id'])}", count=1))  # fmt: skip
+                following = call(
+                    lambda g=group: self.client.xrange(
+                        keys.ALERTS, min=f"({_text(g['last-delivered-id'])}", count=1
+                    )
+                )
                 oldest += [entry_ms(following[0][0])] if following else []
             self.metrics.lag_events.labels(name).set(unread + pending)
-            self.metrics.lag_seconds.labels(name).set(max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0)
+            self.metrics.lag_seconds.labels(name).set(
+                max(0.0, (now_ms - min(oldest)) / 1000) if oldest else 0.0
+            )
 
     def _oldest_pending(self, sink: str) -> int | None:
         summary = call(lambda: self.client.xpending(keys.ALERTS, keys.sink_group(sink)))

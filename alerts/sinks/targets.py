@@ -45,8 +45,12 @@ def read_secret(value: SecretStr | None, file: str | None, *, field: str) -> str
     return text
 
 
-def open_sink(config: SinkConfig, *, sensors: Sequence[tuple[str, str]] = (),
-              snapshots: SnapshotLoader = lambda _event: None) -> Sink:  # fmt: skip
+def open_sink(
+    config: SinkConfig,
+    *,
+    sensors: Sequence[tuple[str, str]] = (),
+    snapshots: SnapshotLoader = lambda _event: None,
+) -> Sink:
     """A sink for ``config`` (not yet opened). ``sensors`` and ``snapshots`` serve MQTT: the
     (camera, rule) pairs announced to Home Assistant, and the JPEG of an event."""
     where = f"sinks.targets[{config.name}]"
@@ -55,5 +59,10 @@ def open_sink(config: SinkConfig, *, sensors: Sequence[tuple[str, str]] = (),
         return MqttSink(config.name, config, password=password, sensors=sensors, snapshots=snapshots)
     secret = read_secret(config.secret, config.secret_file, field=f"{where}.secret")
     assert secret is not None  # the config requires one
-    return WebhookSink(config.name, url=config.url, secret=secret.encode(), timeout_s=config.timeout_s,
-                       ca_file=config.ca_file)  # fmt: skip
+    return WebhookSink(
+        config.name,
+        url=config.url,
+        secret=secret.encode(),
+        timeout_s=config.timeout_s,
+        ca_file=config.ca_file,
+    )

@@ -34,8 +34,15 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, max_skew_s: float = 300,
-           now: float | None = None) -> bool:  # fmt: skip
+def verify(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    max_skew_s: float = 300,
+    now: float | None = None,
+) -> bool:
     """What a receiver checks: the signature matches and the timestamp is recent (no replays)."""
     try:
         fresh = abs((time.time() if now is None else now) - int(timestamp)) <= max_skew_s
@@ -53,8 +60,9 @@ def retry_after_s(value: str | None) -> float | None:
 
 
 class WebhookSink:
-    def __init__(self, name: str, *, url: str, secret: bytes, timeout_s: float,
-                 ca_file: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, *, url: str, secret: bytes, timeout_s: float, ca_file: str | None = None
+    ) -> None:
         self.name = name
         parts = urlsplit(url)
         self._https = parts.scheme == "https"

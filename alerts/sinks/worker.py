@@ -56,8 +56,9 @@ class GiveUp:
 
 
 class SinkWorker:
-    def __init__(self, sink: Sink, config: SinkBaseConfig, *, client: redis.Redis, consumer: str,
-                 metrics: SinksMetrics) -> None:  # fmt: skip
+    def __init__(
+        self, sink: Sink, config: SinkBaseConfig, *, client: redis.Redis, consumer: str, metrics: SinksMetrics
+    ) -> None:
         self.sink = sink
         self.name = config.name
         self.group = keys.sink_group(config.name)
@@ -69,8 +70,9 @@ class SinkWorker:
         self._backoff = Backoff(base=config.retry_base_s, cap=config.retry_cap_s, jitter="full")
         self._bucket = (
             TokenBucket(rate_per_s=config.rate_per_s, burst=config.rate_burst, now=time.monotonic())
-            if config.rate_per_s else None
-        )  # fmt: skip
+            if config.rate_per_s
+            else None
+        )
         self._dead = DeadLetters(client, config.name, maxlen=config.dead_maxlen)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sink-{config.name}", daemon=True)
@@ -101,8 +103,14 @@ class SinkWorker:
                 try:
                     self._step()
                 except StoreUnavailable as error:
-                    log_limited(log, f"redis:{self.name}", LIMITED_INTERVAL_S, "sink %s: %s; retrying",
-                                self.name, error)  # fmt: skip
+                    log_limited(
+                        log,
+                        f"redis:{self.name}",
+                        LIMITED_INTERVAL_S,
+                        "sink %s: %s; retrying",
+                        self.name,
+                        error,
+                    )
                     self._claim = ("0-0", 0)  # what was in hand is pending: take it up again
                     self.head_ms = None
                     self._stop.wait(REDIS_RETRY_S)
@@ -135,7 +143,11 @@ class SinkWorker:
         """Create the sink's consumer group if missing: at the newest entry, or before the oldest."""
         start = "$" if config.start_from == "now" else "0"
         try:
-            call(lambda: client.xgroup_create(keys.ALERTS, keys.sink_group(config.name), id=start, mkstream=True))
+            call(
+                lambda: client.xgroup_create(
+                    keys.ALERTS, keys.sink_group(config.name), id=start, mkstream=True
+                )
+            )
         except redis.ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
@@ -144,21 +156,30 @@ class SinkWorker:
         """The next batch of the group's pending entries (cut-short deliveries), oldest first."""
         assert self._claim is not None
         start, idle_ms = self._claim
-        reply = call(lambda: self._client.xautoclaim(keys.ALERTS, self.group, self._consumer, idle_ms,
-                                                     start_id=start, count=READ_COUNT))  # fmt: skip
+        reply = call(
+            lambda: self._client.xautoclaim(
+                keys.ALERTS, self.group, self._consumer, idle_ms, start_id=start, count=READ_COUNT
+            )
+        )
         next_start, entries = _text(reply[0]), reply[1]
         deleted = reply[2] if len(reply) > 2 else []
         if deleted:  # pending, but trimmed from the history before delivery
             self._metrics.trimmed.labels(self.name).inc(len(deleted))
-            log.warning("sink %s: %d pending events were trimmed from vigil:alerts before delivery",
-                        self.name, len(deleted))  # fmt: skip
+            log.warning(
+                "sink %s: %d pending events were trimmed from vigil:alerts before delivery",
+                self.name,
+                len(deleted),
+            )
             call(lambda: self._client.xack(keys.ALERTS, self.group, *deleted))
         self._claim = None if next_start == "0-0" else (next_start, idle_ms)
         return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
 
     def _read(self) -> list[tuple[bytes, dict]]:
-        replies = call(lambda: self._client.xreadgroup(self.group, self._consumer, {keys.ALERTS: ">"},
-                                                       count=READ_COUNT, block=READ_BLOCK_MS))  # fmt: skip
+        replies = call(
+            lambda: self._client.xreadgroup(
+                self.group, self._consumer, {keys.ALERTS: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
+            )
+        )
         return replies[0][1] if replies else []
 
     # -- one event -----------------------------------------------------------------------------
@@ -169,8 +190,15 @@ class SinkWorker:
             event = AlertEvent.decode(fields)
         except SchemaError as error:
             self._metrics.malformed.labels(error.reason).inc()
-            log_limited(log, f"malformed:{error.reason}", LIMITED_INTERVAL_S,
-                        "sink %s: history entry %s skipped: %s", self.name, entry_id, error)  # fmt: skip
+            log_limited(
+                log,
+                f"malformed:{error.reason}",
+                LIMITED_INTERVAL_S,
+                "sink %s: history entry %s skipped: %s",
+                self.name,
+                entry_id,
+                error,
+            )
             self._ack(entry_id)
             return
         if not self._filter.accepts(event):
@@ -184,13 +212,23 @@ class SinkWorker:
         if isinstance(outcome, GiveUp):
             self._dead.add_and_ack(entry_id, event.to_json(), error=outcome.error, attempts=outcome.attempts)
             self._metrics.dead_lettered.labels(self.name, outcome.reason).inc()
-            log_limited(log, f"dead:{self.name}", LIMITED_INTERVAL_S,
-                        "sink %s: event %s dead-lettered after %d attempts (%s): %s", self.name,
-                        event.event_id, outcome.attempts, outcome.reason, outcome.error)  # fmt: skip
+            log_limited(
+                log,
+                f"dead:{self.name}",
+                LIMITED_INTERVAL_S,
+                "sink %s: event %s dead-lettered after %d attempts (%s): %s",
+                self.name,
+                event.event_id,
+                outcome.attempts,
+                outcome.reason,
+                outcome.error,
+            )
         else:
             self._ack(entry_id)
             self._metrics.delivered.labels(self.name).inc()
-            self._metrics.delivery_seconds.labels(self.name).observe(max(0.0, time.time() - recorded_ms / 1000))
+            self._metrics.delivery_seconds.labels(self.name).observe(
+                max(0.0, time.time() - recorded_ms / 1000)
+            )
         self.head_ms = None
 
     def _deliver(self, event: AlertEvent, recorded_ms: int) -> GiveUp | bool | None:
@@ -211,8 +249,15 @@ class SinkWorker:
                 return GiveUp("expired", failure.reason, attempt + 1)
             delay_s = min(left_s, max(self._backoff.delay(attempt), failure.retry_after_s or 0.0))
             self._metrics.retried.labels(self.name).inc()
-            log_limited(log, f"retry:{self.name}", LIMITED_INTERVAL_S, "sink %s: %s; retrying in %.1f s",
-                        self.name, failure.reason, delay_s)  # fmt: skip
+            log_limited(
+                log,
+                f"retry:{self.name}",
+                LIMITED_INTERVAL_S,
+                "sink %s: %s; retrying in %.1f s",
+                self.name,
+                failure.reason,
+                delay_s,
+            )
             attempt += 1
             if self._stop.wait(delay_s):
                 return None

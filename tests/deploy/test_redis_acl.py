@@ -157,7 +157,8 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     events = [event(0, snapshot=keys.snapshot_key("e0")), event(1), event(2)]
     record(admin, *events)
     receiver, broker = Receiver(Script(reject={events[1].event_id})), Mosquitto(tmp_path).start()
-    hook = WebhookSinkConfig(name="hook", type="webhook", url=receiver.url, secret=SECRET, start_from="oldest")
+    hook = WebhookSinkConfig(name="hook", type="webhook", url=receiver.url, secret=SECRET,
+                             start_from="oldest")  # fmt: skip
     mqtt = MqttSinkConfig(name="ha", type="mqtt", host="127.0.0.1", port=broker.port, start_from="oldest")
     config = SinksConfig(instance="sinks-1", metrics_port=None, lease_ttl_s=1.0, targets=(hook, mqtt))
     try:

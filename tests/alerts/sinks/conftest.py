@@ -23,14 +23,28 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 SECRET = "whsec-0123456789-do-not-log"
 
 
-def event(n: int, *, camera: str = "cam1", kind: str = "started", rule: str = "gun",
-          snapshot: str | None = None) -> AlertEvent:  # fmt: skip
+def event(
+    n: int, *, camera: str = "cam1", kind: str = "started", rule: str = "gun", snapshot: str | None = None
+) -> AlertEvent:
     first_seen_ns = 1_700_000_000_000_000_000 + n
     return AlertEvent(
-        event_id=f"{camera}-{rule}-{n:04d}-{kind}", kind=kind, rule=rule, severity="critical",  # type: ignore[arg-type]
-        camera=camera, label="pistol", score=0.9, box=(10.0, 20.0, 50.0, 80.0), box_norm=(0.1, 0.1, 0.2, 0.3),
-        frame_width=640, frame_height=480, track_id=n, first_seen_ns=first_seen_ns, ts_ns=time.time_ns(), seq=n, snapshot=snapshot,
-    )  # fmt: skip
+        event_id=f"{camera}-{rule}-{n:04d}-{kind}",
+        kind=kind,  # type: ignore[arg-type]
+        rule=rule,
+        severity="critical",
+        camera=camera,
+        label="pistol",
+        score=0.9,
+        box=(10.0, 20.0, 50.0, 80.0),
+        box_norm=(0.1, 0.1, 0.2, 0.3),
+        frame_width=640,
+        frame_height=480,
+        track_id=n,
+        first_seen_ns=first_seen_ns,
+        ts_ns=time.time_ns(),
+        seq=n,
+        snapshot=snapshot,
+    )
 
 
 def record(client: redis.Redis, *events: AlertEvent) -> None:
@@ -55,8 +69,9 @@ class Mosquitto:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
-        self._process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)  # fmt: skip
+        self._process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while not _listening(self.port):
             assert self._process.poll() is None, "mosquitto exited"
@@ -125,9 +140,15 @@ class Receiver:
                 status, delay_s = receiver._answer(json.loads(body)["event_id"])
                 time.sleep(delay_s)
                 with receiver._lock:
-                    receiver.requests.append(Request(self.headers["Idempotency-Key"],
-                                                     self.headers["X-Vigil-Timestamp"],
-                                                     self.headers["X-Vigil-Signature"], body, status))  # fmt: skip
+                    receiver.requests.append(
+                        Request(
+                            self.headers["Idempotency-Key"],
+                            self.headers["X-Vigil-Timestamp"],
+                            self.headers["X-Vigil-Signature"],
+                            body,
+                            status,
+                        )
+                    )
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
@@ -175,5 +196,3 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver(Script())
     yield server
     server.close()
-
-

@@ -50,18 +50,25 @@ def test_an_unreadable_secret_file_is_refused_naming_the_field(
 
     config = tmp_path / "vigil.yaml"
     target = {k: v for k, v in HOOK.items() if k != "secret"} | {"secret_file": str(tmp_path / "missing")}
-    config.write_text(yaml.safe_dump({"redis": {"url": "redis://127.0.0.1:1/0"}, "sinks": {"targets": [target]}}))
+    config.write_text(
+        yaml.safe_dump({"redis": {"url": "redis://127.0.0.1:1/0"}, "sinks": {"targets": [target]}})
+    )
     assert main(["sinks", "-c", str(config)]) == 2
     assert "sinks.targets[hook].secret_file: cannot read" in capsys.readouterr().err
 
 
 def test_filters_by_camera_label_rule_kind_and_least_severity() -> None:
-    accepts = EventFilter.from_config(WebhookSinkConfig(**HOOK, cameras=("cam1",), labels=("pistol",),
-                                                        rules=("gun",), min_severity="warning")).accepts  # fmt: skip
+    accepts = EventFilter.from_config(
+        WebhookSinkConfig(
+            **HOOK, cameras=("cam1",), labels=("pistol",), rules=("gun",), min_severity="warning"
+        )
+    ).accepts
     assert accepts(event(1))
     assert not accepts(event(1, camera="cam2")) and not accepts(event(1, rule="knife"))
     assert not accepts(replace(event(1), severity="info"))
-    assert not EventFilter.from_config(WebhookSinkConfig(**HOOK, kinds=("started",))).accepts(event(1, kind="ended"))
+    assert not EventFilter.from_config(WebhookSinkConfig(**HOOK, kinds=("started",))).accepts(
+        event(1, kind="ended")
+    )
 
 
 def test_the_rate_limit_delays_beyond_the_burst() -> None:

@@ -28,8 +28,9 @@ class Subscriber:
     def __init__(self, port: int) -> None:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber",
-                                  clean_session=False)  # fmt: skip
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="test-subscriber", clean_session=False
+        )
         self.client.on_connect = lambda c, *_: c.subscribe("#", qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -59,11 +60,19 @@ def subscriber(broker: Mosquitto) -> Iterator[Subscriber]:
 
 
 def sinks(client: redis.Redis, broker: Mosquitto, **overrides: object) -> SinkService:
-    settings: dict[str, object] = {"name": "ha", "type": "mqtt", "host": "127.0.0.1", "port": broker.port,
-                                   "ack_timeout_s": 1.0, "retry_base_s": 0.1, "retry_cap_s": 0.5}  # fmt: skip
+    settings: dict[str, object] = {
+        "name": "ha",
+        "type": "mqtt",
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "ack_timeout_s": 1.0,
+        "retry_base_s": 0.1,
+        "retry_cap_s": 0.5,
+    }
     settings.update(overrides)
-    config = SinksConfig(instance="sinks-1", metrics_port=None, lease_ttl_s=1.0,
-                         targets=(MqttSinkConfig(**settings),))  # type: ignore[arg-type]  # fmt: skip
+    config = SinksConfig(
+        instance="sinks-1", metrics_port=None, lease_ttl_s=1.0, targets=(MqttSinkConfig(**settings),)
+    )  # type: ignore[arg-type]
     return SinkService(config, client=client, sensors=[("cam1", "gun")])
 
 
@@ -79,7 +88,9 @@ def test_a_gun_event_arrives_with_qos1_discovery_state_and_snapshot(
         record(redis_client, started)
         assert wait_for(lambda: subscriber.on("vigil/cam1/pistol/started"), 10)
         record(redis_client, event(1, kind="ended"))
-        assert wait_for(lambda: [m.payload for m in subscriber.on("vigil/cam1/gun/state")] == [b"ON", b"OFF"], 10)
+        assert wait_for(
+            lambda: [m.payload for m in subscriber.on("vigil/cam1/gun/state")] == [b"ON", b"OFF"], 10
+        )
         assert service.metrics.delivered.labels("ha")._value.get() == 2
         text = generate_latest(service.metrics.registry).decode()
     assert PASSWORD not in text and PASSWORD not in caplog.text
@@ -95,8 +106,9 @@ def test_a_gun_event_arrives_with_qos1_discovery_state_and_snapshot(
     assert [m.payload for m in subscriber.on("vigil/available")][-1] == b"offline", "a clean stop says so"
 
 
-def test_a_broker_restart_loses_no_event(redis_client: redis.Redis, broker: Mosquitto,
-                                         subscriber: Subscriber) -> None:  # fmt: skip
+def test_a_broker_restart_loses_no_event(
+    redis_client: redis.Redis, broker: Mosquitto, subscriber: Subscriber
+) -> None:
     events = [event(n) for n in range(60)]
     with running(sinks(redis_client, broker, snapshots=False, discovery=False)) as service:
         time.sleep(0.3)
@@ -111,7 +123,10 @@ def test_a_broker_restart_loses_no_event(redis_client: redis.Redis, broker: Mosq
         for item in events[40:]:
             record(redis_client, item)
             time.sleep(0.01)
-        received = lambda: {json.loads(m.payload)["event_id"] for m in subscriber.on("vigil/cam1/pistol/started")}  # noqa: E731
+
+        def received() -> set[str]:
+            return {json.loads(m.payload)["event_id"] for m in subscriber.on("vigil/cam1/pistol/started")}
+
         assert wait_for(lambda: received() == {e.event_id for e in events}, 20), len(received())
         assert wait_for(lambda: service.metrics.delivered.labels("ha")._value.get() == 60, 5)
         assert service.metrics.retried.labels("ha")._value.get() >= 1

@@ -19,9 +19,16 @@ from tests.support.services import running, wait_for
 
 
 def webhook(url: str, **overrides: object) -> WebhookSinkConfig:
-    settings: dict[str, object] = {"name": "hook", "type": "webhook", "url": url, "secret": SECRET,
-                                   "timeout_s": 0.5, "retry_base_s": 0.05, "retry_cap_s": 0.2,
-                                   "start_from": "oldest"}  # fmt: skip
+    settings: dict[str, object] = {
+        "name": "hook",
+        "type": "webhook",
+        "url": url,
+        "secret": SECRET,
+        "timeout_s": 0.5,
+        "retry_base_s": 0.05,
+        "retry_cap_s": 0.2,
+        "start_from": "oldest",
+    }
     settings.update(overrides)
     return WebhookSinkConfig(**settings)  # type: ignore[arg-type]
 
@@ -55,7 +62,7 @@ def test_every_event_arrives_once_by_id_signed_through_failures_and_a_timeout(
             assert not verify(b"another secret", request.timestamp, request.body, request.signature)
     assert [r.status for r in receiver.requests[:3]] == [503, 503, 503]
     # in order: the first acknowledged requests carry the oldest events
-    assert [r.key for r in receiver.requests if r.status == 200][0] == events[0].event_id
+    assert next(r.key for r in receiver.requests if r.status == 200) == events[0].event_id
 
     assert 'vigil_sinks_delivered_total{sink="hook"} 20.0' in text
     assert 'vigil_sinks_retried_total{sink="hook"} 4.0' in text
@@ -65,9 +72,12 @@ def test_every_event_arrives_once_by_id_signed_through_failures_and_a_timeout(
 
 
 def test_a_400_is_dead_lettered_and_replay_delivers_it(
-    redis_client: redis.Redis, redis_url: str, receiver: Receiver, tmp_path: Path,
+    redis_client: redis.Redis,
+    redis_url: str,
+    receiver: Receiver,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     from vigil.cli import main
 
     events = [event(n) for n in range(3)]
@@ -87,8 +97,23 @@ def test_a_400_is_dead_lettered_and_replay_delivers_it(
     secret_file = tmp_path / "hook.secret"
     secret_file.write_text(SECRET + "\n")
     config = tmp_path / "vigil.yaml"
-    config.write_text(yaml.safe_dump({"redis": {"url": redis_url}, "sinks": {"targets": [
-        {"name": "hook", "type": "webhook", "url": receiver.url, "secret_file": str(secret_file)}]}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "redis": {"url": redis_url},
+                "sinks": {
+                    "targets": [
+                        {
+                            "name": "hook",
+                            "type": "webhook",
+                            "url": receiver.url,
+                            "secret_file": str(secret_file),
+                        }
+                    ]
+                },
+            }
+        )
+    )
     assert main(["sinks", "-c", str(config), "--replay-dead", "hook"]) == 0
     assert "1 re-delivered, 0 kept" in capsys.readouterr().out
     assert set(receiver.accepted()) == {e.event_id for e in events}
