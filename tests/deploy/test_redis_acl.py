@@ -151,7 +151,9 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     from alerts.sinks.service import SinkService
     from alerts.sinks.targets import open_sink
     from shared.config import MqttSinkConfig, SinksConfig, WebhookSinkConfig
-    from tests.alerts.sinks.conftest import SECRET, Mosquitto, Receiver, Script, event, record
+    from tests.alerts.sinks.conftest import SECRET, event, record
+    from tests.support.mosquitto import Mosquitto
+    from tests.support.webhook_receiver import Receiver, Script
 
     admin.set(keys.snapshot_key("e0"), b"jpeg")
     events = [event(0, snapshot=keys.snapshot_key("e0")), event(1), event(2)]

@@ -16,7 +16,8 @@ from prometheus_client import generate_latest
 from alerts.sinks.service import SinkService
 from shared import keys
 from shared.config import MqttSinkConfig, SinksConfig
-from tests.alerts.sinks.conftest import Mosquitto, event, record
+from tests.alerts.sinks.conftest import event, record
+from tests.support.mosquitto import Mosquitto
 from tests.support.services import running, wait_for
 
 PASSWORD = "mqtt-pass-0123456789-do-not-log"

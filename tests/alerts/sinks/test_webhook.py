@@ -14,8 +14,9 @@ from alerts.sinks.service import SinkService
 from alerts.sinks.webhook import verify
 from shared import keys
 from shared.config import SinksConfig, WebhookSinkConfig
-from tests.alerts.sinks.conftest import SECRET, Receiver, Script, event, record
+from tests.alerts.sinks.conftest import SECRET, event, record
 from tests.support.services import running, wait_for
+from tests.support.webhook_receiver import Receiver, Script
 
 
 def webhook(url: str, **overrides: object) -> WebhookSinkConfig:
@@ -122,12 +123,14 @@ def test_a_400_is_dead_lettered_and_replay_delivers_it(
 
 def test_retries_stop_at_max_age_with_the_last_error(redis_client: redis.Redis, receiver: Receiver) -> None:
     receiver.script = Script(fail_first=1_000)
-    record(redis_client, event(1))
-    with running(service(redis_client, webhook(receiver.url, max_age_s=0.5))) as sinks:
+    with running(service(redis_client, webhook(receiver.url, max_age_s=1.0))) as sinks:
+        assert wait_for(lambda: "hook" in sinks.workers, 5)
+        record(redis_client, event(1))  # its age counts from here
         assert wait_for(lambda: redis_client.xlen(keys.sink_dead_key("hook")) == 1, 10)
         assert sinks.metrics.dead_lettered.labels("hook", "expired")._value.get() == 1
     [(_id, fields)] = redis_client.xrange(keys.sink_dead_key("hook"))
     assert fields[b"error"] == b"HTTP 503" and int(fields[b"attempts"]) >= 2
+    assert len(receiver.requests) == int(fields[b"attempts"])
 
 
 def test_filters_leave_events_out_and_acknowledge_them(redis_client: redis.Redis, receiver: Receiver) -> None:
