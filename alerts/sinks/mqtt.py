@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -201,6 +202,9 @@ class MqttSink:
             )
             return
         log.info("sink %s: connected to the broker", self.name)
+        sock = client.socket()
+        if sock is not None:  # an event's messages are small writes: no Nagle delay between them
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.config.discovery:
             for camera, rule in self._sensors:

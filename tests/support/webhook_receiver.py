@@ -28,6 +28,8 @@ class Request:
     signature: str
     body: bytes
     status: int
+    received_s: float
+    """Wall-clock time the request's body was read."""
 
 
 class Receiver:
@@ -40,6 +42,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                received_s = time.time()
                 status, delay_s = receiver._answer(json.loads(body)["event_id"])
                 time.sleep(delay_s)
                 with receiver._lock:
@@ -50,6 +53,7 @@ class Receiver:
                             self.headers["X-Vigil-Signature"],
                             body,
                             status,
+                            received_s,
                         )
                     )
                 try:
