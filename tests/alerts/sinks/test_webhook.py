@@ -140,3 +140,42 @@ def test_filters_leave_events_out_and_acknowledge_them(redis_client: redis.Redis
     with running(service(redis_client, target)) as sinks:
         assert wait_for(lambda: sinks.metrics.filtered.labels("hook")._value.get() == 2, 10)
         assert wait_for(lambda: set(receiver.accepted()) == {wanted.event_id}, 5)
+
+
+def test_replicas_share_the_sinks_and_take_over_a_stopped_one(redis_client: redis.Redis) -> None:
+    receivers = {name: Receiver(Script()) for name in ("h1", "h2")}
+    targets = tuple(webhook(r.url, name=name) for name, r in receivers.items())
+
+    def replica(instance: str) -> SinkService:
+        config = SinksConfig(instance=instance, metrics_port=None, lease_ttl_s=1.0, targets=targets)
+        return SinkService(config, client=redis_client)
+
+    first, second = [event(n) for n in range(10)], [event(n) for n in range(10, 20)]
+    try:
+        with running(replica("b")) as b:
+            with running(replica("a")) as a:
+                assert wait_for(lambda: len(a.active) == 1 and len(b.active) == 1, 10), "one sink each"
+                record(redis_client, *first)
+                assert wait_for(lambda: all(len(r.accepted()) == 10 for r in receivers.values()), 10)
+            # a stopped and gave its lease back: b delivers both sinks now
+            assert wait_for(lambda: len(b.active) == 2, 10)
+            record(redis_client, *second)
+            assert wait_for(lambda: all(len(r.accepted()) == 20 for r in receivers.values()), 10)
+        for receiver in receivers.values():
+            assert set(receiver.accepted()) == {e.event_id for e in first + second}
+            assert len(receiver.requests) == 20, "a clean hand-over sends nothing twice"
+    finally:
+        for receiver in receivers.values():
+            receiver.close()
+
+
+def test_lag_counts_the_events_not_yet_delivered(redis_client: redis.Redis, receiver: Receiver) -> None:
+    receiver.script = Script(fail_first=1_000)
+    record(redis_client, *[event(n) for n in range(5)])
+    with running(service(redis_client, webhook(receiver.url))) as sinks:
+        lag = sinks.metrics.lag_events.labels("hook")
+        assert wait_for(lambda: lag._value.get() == 5, 10)
+        assert sinks.metrics.lag_seconds.labels("hook")._value.get() > 0
+        receiver.script.fail_first = 0
+        assert wait_for(lambda: lag._value.get() == 0, 10)
+        assert sinks.metrics.lag_seconds.labels("hook")._value.get() == 0
