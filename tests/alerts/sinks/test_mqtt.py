@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -15,7 +16,7 @@ from prometheus_client import generate_latest
 
 from alerts.sinks.service import SinkService
 from shared import keys
-from shared.config import MqttSinkConfig, SinksConfig
+from shared.config import MqttSinkConfig, MqttTlsConfig, SinksConfig
 from tests.alerts.sinks.conftest import event, record
 from tests.support.mosquitto import Mosquitto
 from tests.support.services import running, wait_for
@@ -136,3 +137,56 @@ def test_a_broker_restart_loses_no_event(
     for message in subscriber.on("vigil/cam1/pistol/started"):
         by_id.setdefault(json.loads(message.payload)["event_id"], set()).add(message.payload)
     assert all(len(payloads) == 1 for payloads in by_id.values()), "a duplicate is the same event"
+
+
+@pytest.mark.slow  # openssl makes two RSA keys
+def test_tls_and_a_password_from_a_file(
+    redis_client: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    broker = Mosquitto(tmp_path, tls=True, users={"vigil": PASSWORD, "reader": "reader-password"}).start()
+    try:
+        subscriber = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-subscriber")
+        subscriber.username_pw_set("reader", "reader-password")
+        subscriber.tls_set(ca_certs=str(broker.ca_file))
+        received: list[mqtt.MQTTMessage] = []
+        subscriber.on_connect = lambda c, *_: c.subscribe("vigil/#", qos=1)
+        subscriber.on_message = lambda _c, _u, message: received.append(message)
+        subscriber.connect("localhost", broker.port)
+        subscriber.loop_start()
+        password_file = tmp_path / "mqtt-password"
+        password_file.write_text(PASSWORD + "\n")
+        tls = MqttTlsConfig(ca_file=str(broker.ca_file))
+        with running(
+            sinks(
+                redis_client,
+                broker,
+                host="localhost",
+                tls=tls,
+                username="vigil",
+                password_file=str(password_file),
+            )
+        ) as service:
+            assert wait_for(lambda: any(m.topic == "vigil/available" for m in received), 10)
+            time.sleep(0.3)
+            record(redis_client, event(7))
+            assert wait_for(lambda: any(m.topic == "vigil/cam1/pistol/started" for m in received), 10)
+            text = generate_latest(service.metrics.registry).decode()
+        subscriber.loop_stop()
+        # the wrong password is refused: nothing is delivered, and it is not logged either
+        with running(
+            sinks(
+                redis_client,
+                broker,
+                host="localhost",
+                tls=tls,
+                username="vigil",
+                password="wrong-password-123",
+                name="bad",
+            )
+        ) as service:
+            assert wait_for(lambda: "the broker refused" in caplog.text, 10)
+            assert service.metrics.delivered.labels("bad")._value.get() == 0
+    finally:
+        broker.stop()
+    assert PASSWORD not in caplog.text and PASSWORD not in text and "wrong-password-123" not in caplog.text
