@@ -44,7 +44,7 @@ class AlertHistory:
 
     def after(self, entry_id: bytes | str, *, count: int = 100) -> list[tuple[bytes, dict]]:
         """Raw entries after ``entry_id`` (exclusive), oldest first."""
-        return call(lambda: self._client.xrange(keys.ALERTS, min=f"({_text(entry_id)}", count=count))
+        return call(lambda: self._client.xrange(keys.ALERTS, min=f"({as_text(entry_id)}", count=count))
 
 
 def history_since(client: redis.Redis, since_ms: int) -> Iterator[AlertEvent]:
@@ -59,8 +59,14 @@ def history_since(client: redis.Redis, since_ms: int) -> Iterator[AlertEvent]:
                 continue
         if len(entries) < 500:
             return
-        cursor = f"({_text(entries[-1][0])}"
+        cursor = f"({as_text(entries[-1][0])}"
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A stream entry id (or any reply) as text: redis-py answers bytes."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def entry_ms(entry_id: bytes | str) -> int:
+    """The Unix ms of a stream entry id (when it was added)."""
+    return int(as_text(entry_id).split("-", 1)[0])

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import redis
 
-from alerts.history import AlertHistory, history_since
+from alerts.history import AlertHistory, entry_ms, history_since
 from alerts.metrics import AlertsMetrics
 from alerts.publisher import AlertPublisher
 from alerts.rules import RuleEngine, StormLimit
@@ -44,11 +44,6 @@ EVALUATE_BLOCK_MS = 100
 RESTORE_LOOKBACK_S = 600.0
 """How far before a take-over's warm-up the camera's recorded events are read to seed the rules
 engine (open alerts and cooldowns; at least the longest cooldown)."""
-
-
-def entry_ms(entry_id: bytes | str) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0])
 
 
 def entry_key(entry_id: bytes | str) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from alerts.history import as_text
 from alerts.sinks.targets import Sink
 from shared import keys
 from shared.errors import SchemaError, SinkRejected, SinkUnavailable
@@ -59,14 +60,14 @@ class DeadLetters:
         call(run)
 
     def entries(self, after: bytes | str = "-") -> list[DeadLetter]:
-        start = after if after == "-" else f"({_text(after)}"
+        start = after if after == "-" else f"({as_text(after)}"
         raw = call(lambda: self._client.xrange(self.key, min=start, count=READ_COUNT))
         return [
             DeadLetter(
                 dead_id,
-                _text(fields.get(b"entry", b"")),
-                _text(fields.get(b"event", b"")),
-                _text(fields.get(b"error", b"")),
+                as_text(fields.get(b"entry", b"")),
+                as_text(fields.get(b"event", b"")),
+                as_text(fields.get(b"error", b"")),
                 int(fields.get(b"attempts", 0)),
             )
             for dead_id, fields in raw
@@ -123,7 +124,3 @@ def _deliver_patiently(sink: Sink, event: AlertEvent, give_up: float) -> None:
             if time.monotonic() >= give_up:
                 raise
         time.sleep(REPLAY_RETRY_S)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

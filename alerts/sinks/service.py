@@ -15,9 +15,10 @@ from collections.abc import Sequence
 
 import redis
 
+from alerts.history import as_text, entry_ms
 from alerts.sinks.metrics import SinksMetrics
 from alerts.sinks.targets import open_sink, read_secret
-from alerts.sinks.worker import SinkWorker, entry_ms
+from alerts.sinks.worker import SinkWorker
 from shared import keys
 from shared.config import MqttSinkConfig, SinkConfig, SinksConfig
 from shared.redis import call
@@ -119,7 +120,7 @@ class SinkService(LeasedService):
         owned = [name for name in self.active if name in self.workers]
         if not owned:
             return
-        groups = {_text(g["name"]): g for g in call(lambda: self.client.xinfo_groups(keys.ALERTS))}
+        groups = {as_text(g["name"]): g for g in call(lambda: self.client.xinfo_groups(keys.ALERTS))}
         now_ms = time.time() * 1000
         for name in owned:
             group = groups.get(keys.sink_group(name))
@@ -130,7 +131,7 @@ class SinkService(LeasedService):
             if unread:
                 following = call(
                     lambda g=group: self.client.xrange(
-                        keys.ALERTS, min=f"({_text(g['last-delivered-id'])}", count=1
+                        keys.ALERTS, min=f"({as_text(g['last-delivered-id'])}", count=1
                     )
                 )
                 oldest += [entry_ms(following[0][0])] if following else []
@@ -142,7 +143,3 @@ class SinkService(LeasedService):
     def _oldest_pending(self, sink: str) -> int | None:
         summary = call(lambda: self.client.xpending(keys.ALERTS, keys.sink_group(sink)))
         return entry_ms(summary["min"]) if summary.get("pending") and summary.get("min") else None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from alerts.history import as_text, entry_ms
 from alerts.sinks.deadletter import DeadLetters
 from alerts.sinks.filters import EventFilter, TokenBucket
 from alerts.sinks.metrics import SinksMetrics
@@ -37,14 +38,6 @@ RECLAIM_INTERVAL_S = 30.0
 RECLAIM_IDLE_MS = 60_000
 """While running, entries pending this long under another consumer (a replica that lost the sink
 while reading) are claimed, every RECLAIM_INTERVAL_S."""
-
-
-def entry_ms(entry_id: bytes | str) -> int:
-    return int(_text(entry_id).split("-", 1)[0])
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -161,7 +154,7 @@ class SinkWorker:
                 keys.ALERTS, self.group, self._consumer, idle_ms, start_id=start, count=READ_COUNT
             )
         )
-        next_start, entries = _text(reply[0]), reply[1]
+        next_start, entries = as_text(reply[0]), reply[1]
         deleted = reply[2] if len(reply) > 2 else []
         if deleted:  # pending, but trimmed from the history before delivery
             self._metrics.trimmed.labels(self.name).inc(len(deleted))
