@@ -139,8 +139,10 @@ class MqttSink:
         )
         self._client.loop_start()
 
-    def close(self) -> None:
-        if self._client.is_connected():
+    def close(self, *, farewell: bool = True) -> None:
+        """Disconnect; ``farewell`` first says ``offline`` (not when the sink moved to another
+        replica, whose ``online`` may be there already)."""
+        if farewell and self._client.is_connected():
             info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
             _acked(info, 1.0)
         self._client.disconnect()

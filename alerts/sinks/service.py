@@ -17,10 +17,11 @@ import redis
 
 from alerts.history import as_text, entry_ms
 from alerts.sinks.metrics import SinksMetrics
-from alerts.sinks.targets import open_sink, read_secret
+from alerts.sinks.targets import open_sink
 from alerts.sinks.worker import SinkWorker
 from shared import keys
-from shared.config import MqttSinkConfig, SinkConfig, SinksConfig
+from shared.config import SinkConfig, SinksConfig
+from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import AlertEvent
 from shared.service import LeasedService
@@ -50,13 +51,8 @@ class SinkService(LeasedService):
         self.config: SinksConfig = config
         self.metrics: SinksMetrics
         self.targets = {target.name: target for target in config.targets}
-        for target in config.targets:  # a secret file that cannot be read stops the start, naming it
-            if isinstance(target, MqttSinkConfig):
-                read_secret(
-                    target.password, target.password_file, field=f"sinks.targets[{target.name}].password"
-                )
-            else:
-                read_secret(target.secret, target.secret_file, field=f"sinks.targets[{target.name}].secret")
+        for target in config.targets:  # a secret or CA file that will not load stops the start, naming it
+            open_sink(target)
         self._sensors = tuple(sensors)
         self.workers: dict[str, SinkWorker] = {}
         self._next_lag = 0.0
@@ -83,11 +79,21 @@ class SinkService(LeasedService):
 
     def on_lost(self, sink: str) -> None:
         log.info("sink %s: moved to another replica", sink)
-        self.workers[sink].stop()  # joined when gained again, or at the end
+        self.workers[sink].stop(handed_over=True)  # joined when gained again, or at the end
         self.metrics.lag_events.remove(sink)
         self.metrics.lag_seconds.remove(sink)
 
     def work(self, *, until: float) -> None:
+        for name in [name for name in self.active if self.workers[name].crashed]:
+            log_limited(
+                log,
+                f"crashed:{name}",
+                LIMITED_INTERVAL_S,
+                "sink %s: worker failed; starting it again",
+                name,
+                level=logging.ERROR,
+            )
+            self.on_gained(name)
         if time.monotonic() >= self._next_lag:
             self._next_lag = time.monotonic() + LAG_INTERVAL_S
             self._update_lag()
@@ -120,7 +126,11 @@ class SinkService(LeasedService):
         owned = [name for name in self.active if name in self.workers]
         if not owned:
             return
-        groups = {as_text(g["name"]): g for g in call(lambda: self.client.xinfo_groups(keys.ALERTS))}
+        try:
+            replies = call(lambda: self.client.xinfo_groups(keys.ALERTS))
+        except redis.ResponseError:  # no history (Redis lost its data): the workers start it again
+            return
+        groups = {as_text(g["name"]): g for g in replies}
         now_ms = time.time() * 1000
         for name in owned:
             group = groups.get(keys.sink_group(name))

@@ -26,7 +26,9 @@ class Sink(Protocol):
 
     def open(self) -> None: ...
     def deliver(self, event: AlertEvent) -> None: ...
-    def close(self) -> None: ...
+    def close(self, *, farewell: bool = True) -> None:
+        """``farewell``: this replica stops for good; False: the sink moved to another replica."""
+        ...
 
 
 def read_secret(value: SecretStr | None, file: str | None, *, field: str) -> str | None:
@@ -56,13 +58,21 @@ def open_sink(
     where = f"sinks.targets[{config.name}]"
     if isinstance(config, MqttSinkConfig):
         password = read_secret(config.password, config.password_file, field=f"{where}.password")
-        return MqttSink(config.name, config, password=password, sensors=sensors, snapshots=snapshots)
+        try:
+            return MqttSink(config.name, config, password=password, sensors=sensors, snapshots=snapshots)
+        except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+            raise ConfigError(
+                f"{where}.tls: the certificate files do not load ({type(error).__name__})"
+            ) from None
     secret = read_secret(config.secret, config.secret_file, field=f"{where}.secret")
     assert secret is not None  # the config requires one
-    return WebhookSink(
-        config.name,
-        url=config.url,
-        secret=secret.encode(),
-        timeout_s=config.timeout_s,
-        ca_file=config.ca_file,
-    )
+    try:
+        return WebhookSink(
+            config.name,
+            url=config.url,
+            secret=secret.encode(),
+            timeout_s=config.timeout_s,
+            ca_file=config.ca_file,
+        )
+    except OSError as error:
+        raise ConfigError(f"{where}.ca_file: does not load ({type(error).__name__})") from None

@@ -76,7 +76,7 @@ class WebhookSink:
     def open(self) -> None:
         """Nothing to open: each delivery is one connection."""
 
-    def close(self) -> None:
+    def close(self, *, farewell: bool = True) -> None:
         """Nothing held between deliveries."""
 
     def deliver(self, event: AlertEvent) -> None:

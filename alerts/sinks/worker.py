@@ -68,6 +68,7 @@ class SinkWorker:
         )
         self._dead = DeadLetters(client, config.name, maxlen=config.dead_maxlen)
         self._stop = threading.Event()
+        self._farewell = True
         self._thread = threading.Thread(target=self._run, name=f"sink-{config.name}", daemon=True)
         self._group_ready = False
         self._claim: tuple[str, int] | None = ("0-0", 0)
@@ -81,9 +82,16 @@ class SinkWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop taking events; an event being retried stays pending for the next owner."""
+    def stop(self, *, handed_over: bool = False) -> None:
+        """Stop taking events; an event being retried stays pending for the next owner.
+        ``handed_over``: the sink has another owner already (no farewell to the receiver)."""
+        self._farewell = not handed_over
         self._stop.set()
+
+    @property
+    def crashed(self) -> bool:
+        """The thread ended without being asked to (a bug: it is logged)."""
+        return not self._thread.is_alive() and self._thread.ident is not None and not self._stop.is_set()
 
     def join(self, timeout_s: float) -> bool:
         self._thread.join(timeout_s)
@@ -107,8 +115,17 @@ class SinkWorker:
                     self._claim = ("0-0", 0)  # what was in hand is pending: take it up again
                     self.head_ms = None
                     self._stop.wait(REDIS_RETRY_S)
+                except redis.RedisError as error:  # refused (an ACL, OOM): say so, keep trying
+                    log_limited(log, f"redis-error:{self.name}", LIMITED_INTERVAL_S,
+                                "sink %s: redis refused: %s; retrying", self.name, error,
+                                level=logging.ERROR)  # fmt: skip
+                    self._claim = ("0-0", 0)
+                    self.head_ms = None
+                    self._stop.wait(REDIS_RETRY_S)
+        except Exception:  # a bug: logged (redacted); the service starts the worker again
+            log.exception("sink %s: worker failed", self.name)
         finally:
-            self.sink.close()
+            self.sink.close(farewell=self._farewell)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -43,18 +43,26 @@ def test_bad_config_is_refused_at_start_naming_the_field(
     assert "s3cret-value" not in error and "pw-123" not in error
 
 
-def test_an_unreadable_secret_file_is_refused_naming_the_field(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ({k: v for k, v in HOOK.items() if k != "secret"} | {"secret_file": "{tmp}/missing"},
+         "sinks.targets[hook].secret_file: cannot read"),
+        ({**HOOK, "ca_file": "{tmp}/missing-ca.pem"}, "sinks.targets[hook].ca_file: does not load"),
+        ({"name": "ha", "type": "mqtt", "host": "broker", "tls": {"ca_file": "{tmp}/missing-ca.pem"}},
+         "sinks.targets[ha].tls: the certificate files do not load"),
+    ],
+)  # fmt: skip
+def test_a_file_that_will_not_load_is_refused_at_start_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: dict, expected: str
 ) -> None:
     from vigil.cli import main
 
     config = tmp_path / "vigil.yaml"
-    target = {k: v for k, v in HOOK.items() if k != "secret"} | {"secret_file": str(tmp_path / "missing")}
-    config.write_text(
-        yaml.safe_dump({"redis": {"url": "redis://127.0.0.1:1/0"}, "sinks": {"targets": [target]}})
-    )
+    text = yaml.safe_dump({"redis": {"url": "redis://127.0.0.1:1/0"}, "sinks": {"targets": [target]}})
+    config.write_text(text.replace("{tmp}", str(tmp_path)))
     assert main(["sinks", "-c", str(config)]) == 2
-    assert "sinks.targets[hook].secret_file: cannot read" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err
 
 
 def test_filters_by_camera_label_rule_kind_and_least_severity() -> None:
