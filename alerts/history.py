@@ -1,8 +1,11 @@
 """The alert history: the bounded Redis stream ``vigil:alerts``, the source of truth that live
 ZeroMQ delivery, late subscribers and replays all read from.
 
-An event is recorded at most once: a Lua script sets ``vigil:alert:recorded:{event_id}`` (NX, with
-a TTL) and appends the event in one atomic step. Event ids are deterministic, so re-evaluating the
+An event is recorded at most once: a Lua script sets the event's recorded marker (NX, with a TTL)
+and appends the event in one atomic step. The markers carry the history's name as their hash tag,
+so on a Redis Cluster the script's two keys share one slot; the history is one stream for every
+camera, in the order events were recorded (alerts are rare next to frames and detections: one slot
+carries them; see docs/scaling.md). Event ids are deterministic, so re-evaluating the
 same detections after a crash or a hand-over records nothing new.
 """
 

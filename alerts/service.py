@@ -4,8 +4,8 @@ Two jobs, both leased so replicas share them safely:
 
 * **evaluate** (per camera, lease group ``alerts``): rules keep per-track state (k-of-n windows,
   open alerts, cooldowns), so each camera's detections go to one replica, in order. Every replica
-  reads ``vigil:detections`` and evaluates the entries of the cameras it owns. A camera's progress
-  is saved as ``vigil:alerts:cursor:{camera}``; a new owner (after a crash, a restart or a
+  reads the detections streams of the cameras it owns (``vigil:{camera}:detections``). A camera's
+  progress is saved as ``vigil:{camera}:alerts:cursor``; a new owner (after a crash, a restart or a
   hand-over) starts ``warmup_s`` before it, so the rule state is rebuilt from the same detections
   and the deterministic event ids make every re-derived event a duplicate that is not recorded
   again. None lost, none doubled.
@@ -36,6 +36,7 @@ from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import AlertEvent, Detections
 from shared.service import LeasedService
+from shared.streams import read_streams
 
 log = logging.getLogger(__name__)
 FORWARD_GROUP, FORWARDER = "alerts-forward", "publisher"
@@ -83,8 +84,7 @@ class AlertService(LeasedService):
         self._forward_lease = LeaseManager(client, group=FORWARD_GROUP, instance=self.instance,
                                            ttl_s=config.lease_ttl_s)  # fmt: skip
         self._done_upto: dict[str, tuple[int, int]] = {}
-        """Per owned camera: the last detections entry evaluated."""
-        self._read_from: tuple[int, int] | None = None
+        """Per owned camera: the last entry of its detections stream evaluated."""
         self._forwarding_since: float | None = None
         self._unrecorded: list[AlertEvent] = []
         self.publisher: AlertPublisher | None = None
@@ -148,15 +148,13 @@ class AlertService(LeasedService):
         since_ms = max(0, (entry_ms(saved) if saved else int(time.time() * 1000)) - self._warmup_ms)
         recorded = history_since(self.client, max(0, since_ms - self._restore_lookback_ms))
         self.engine.restore(camera, (event for event in recorded if event.camera == camera))
-        start = (since_ms, 0)
-        self._done_upto[camera] = start
-        self._read_from = start if self._read_from is None else min(self._read_from, start)
+        self._done_upto[camera] = (since_ms, 0)
         log.info("camera %s: evaluating rules from %d ms", camera, since_ms)
 
     def _check_not_trimmed(self, camera: str, cursor: bytes) -> None:
-        """Warn and count when the detections stream no longer reaches back to ``cursor``: the
-        entries in between (this camera's among them) were trimmed before anyone evaluated them."""
-        oldest = call(lambda: self.client.xrange(keys.DETECTIONS, count=1))
+        """Warn and count when the camera's detections stream no longer reaches back to ``cursor``:
+        the entries in between were trimmed before anyone evaluated them."""
+        oldest = call(lambda: self.client.xrange(keys.detections_stream(camera), count=1))
         if oldest and entry_key(oldest[0][0]) > entry_key(cursor):
             self.metrics.detections_trimmed.labels(camera).inc()
             log.warning(
@@ -168,18 +166,22 @@ class AlertService(LeasedService):
     # -- evaluate ------------------------------------------------------------------------------
 
     def _evaluate(self, *, block_ms: int) -> bool:
-        """Evaluate the next entries of ``vigil:detections``; True when that reached its end (caught
-        up), False while catching up (after an outage or a take-over)."""
-        if not self._done_upto or self._read_from is None:
+        """Evaluate the next entries of the owned cameras' detections streams; True when every
+        stream was read to its end (caught up), False while catching up (after an outage or a
+        take-over)."""
+        if not self._done_upto:
             self.idle(block_ms / 1000)
             return True
-        start = f"{self._read_from[0]}-{self._read_from[1]}"
-        replies = call(lambda: self.client.xread({keys.DETECTIONS: start}, count=READ_COUNT, block=block_ms))
-        entries = replies[0][1] if replies else []
+        cameras = {keys.detections_stream(camera): camera for camera in self._done_upto}
+        cursors = {stream: "{}-{}".format(*self._done_upto[camera]) for stream, camera in cameras.items()}
+        replies = read_streams(self.client, cursors, count=READ_COUNT, block_ms=block_ms)
         advanced: dict[str, bytes] = {}
-        for entry_id, fields in entries:
-            self._read_from = entry_key(entry_id)
-            self._handle(entry_id, fields, advanced)
+        for stream, entries in replies:
+            camera = cameras[stream]
+            for entry_id, fields in entries:
+                self._done_upto[camera] = entry_key(entry_id)
+                advanced[camera] = entry_id  # stepped over even if it fails below: no crash loop
+                self._handle(camera, entry_id, fields)
         if advanced:
 
             def save() -> None:
@@ -189,33 +191,30 @@ class AlertService(LeasedService):
                 pipe.execute()
 
             call(save)
-        return len(entries) < READ_COUNT
+        return all(len(entries) < READ_COUNT for _stream, entries in replies)
 
-    def _handle(self, entry_id: bytes, fields: dict, advanced: dict[str, bytes]) -> None:
+    def _handle(self, camera: str, entry_id: bytes, fields: dict) -> None:
         try:
             message = Detections.decode(fields)
         except SchemaError as error:
             self.metrics.malformed.labels(error.reason).inc()
             log_limited(log, f"malformed:{error.reason}", LIMITED_INTERVAL_S,
-                        "detections entry %s skipped: %s", entry_id, error)  # fmt: skip
+                        "camera %s: detections entry %s skipped: %s", camera, entry_id, error)  # fmt: skip
             return
-        key = entry_key(entry_id)
-        done = self._done_upto.get(message.camera)
-        if done is None or key <= done:
+        if message.camera != camera:  # not the stream's camera: whose rules would it feed?
+            self.metrics.malformed.labels("wrong_camera").inc()
             return
-        self._done_upto[message.camera] = key
-        advanced[message.camera] = entry_id  # stepped over even if it fails below: no crash loop
         if message.ts_ns > time.time_ns() + self._max_skew_ns:  # a camera or detector clock far ahead
             self.metrics.malformed.labels("clock_skew").inc()
             return
-        self.metrics.detections_consumed.labels(message.camera).inc()
+        self.metrics.detections_consumed.labels(camera).inc()
         try:
             events = self.engine.process(message)
         except Exception as error:  # noqa: BLE001  one poison entry must not stop every camera's alerts
             self.metrics.malformed.labels("unprocessable").inc()
-            log_limited(log, f"unprocessable:{message.camera}", LIMITED_INTERVAL_S,
+            log_limited(log, f"unprocessable:{camera}", LIMITED_INTERVAL_S,
                         "detections entry %s of camera %s could not be evaluated; stepped over: %r",
-                        entry_id, message.camera, error, level=logging.ERROR)  # fmt: skip
+                        entry_id, camera, error, level=logging.ERROR)  # fmt: skip
             return
         self._unrecorded += events
         self._record_pending()

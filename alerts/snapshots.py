@@ -4,7 +4,7 @@ at most ``max_per_camera`` a camera.
 The frame comes from the camera's bounded frame stream; if it has already been trimmed away the
 event's ``snapshot`` says ``gone`` (and ``undecodable`` for a frame that would not decode).
 
-Each camera's snapshot keys are kept in order in a sorted set (``vigil:snapshots:{camera}``,
+Each camera's snapshot keys are kept in order in a sorted set (``vigil:{camera}:snapshots``,
 scored by event time). Saving is two transactions: store the JPEG, index it and read what lies
 beyond the bound; then delete those keys and their index entries. A crash between the two leaves
 the excess in the index, where the next save finds it again; and every key has its TTL anyway.
@@ -50,7 +50,7 @@ class SnapshotStore:
         except DecodeError:
             return UNDECODABLE
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
-        key = keys.snapshot_key(event.event_id)
+        key = keys.snapshot_key(event.camera, event.event_id)
         self._store(keys.snapshots_key(event.camera), key, jpeg, ts_ms=event.ts_ns // 1_000_000)
         return key
 

@@ -143,7 +143,7 @@ def run_service(
     helpers_cpu = [cpu_seconds(pid) for pid in helpers]
     start_count, started = service.processed, time.perf_counter()
     start_model = model_seconds(service)
-    start_id = client.xrevrange(keys.DETECTIONS, count=1)
+    start_ms = int(time.time() * 1000)
     time.sleep(seconds)
     elapsed = time.perf_counter() - started
     fps = (service.processed - start_count) / elapsed
@@ -158,8 +158,8 @@ def run_service(
     service.stop()
     thread.join(timeout=30)
     feeder.join(timeout=10)
-    after = start_id[0][0] if start_id else "-"
-    entries = client.xrange(keys.DETECTIONS, min=f"({after.decode()}" if start_id else "-")
+    streams = map(keys.detections_stream, cameras)
+    entries = [entry for stream in streams for entry in client.xrange(stream, min=f"{start_ms}-0")]
     return fps, [Detections.decode(fields) for _id, fields in entries]
 
 

@@ -4,9 +4,9 @@ Two threads: the *reader* renews leases, reads the owned frame streams, keeps th
 per camera in the :class:`DynamicBatcher`, and decodes a batch as soon as the model is free; the
 *inference* thread runs the model, the per-camera tracker, the second-stage verifier if
 ``detector.verifier`` is set (``detector/verifier.py``), and publishes one Detections entry per
-frame to ``vigil:detections``. Under load a full batch is decoded while the model works on the
-previous one (double buffering); frames that arrive while the model is busy replace older ones
-instead of queueing. Before a frame reaches the batcher, its camera's
+frame to the camera's own detections stream. Under load a full batch is decoded while the model
+works on the previous one (double buffering); frames that arrive while the model is busy replace
+older ones instead of queueing. Before a frame reaches the batcher, its camera's
 :class:`~detector.gate.MotionGate` may skip it (nothing moved; ``detector.motion``): a skipped frame
 is counted, publishes nothing and leaves the camera's tracks as they are.
 """
@@ -35,6 +35,7 @@ from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
 from shared.schemas import Detection, Detections, Frame
 from shared.service import LeasedService
+from shared.streams import read_streams
 
 log = logging.getLogger(__name__)
 READ_COUNT = 16
@@ -61,14 +62,12 @@ class FrameReader:
         if not self.cursors:
             time.sleep(block_ms / 1000)
             return []
-        streams = {keys.frames_stream(camera): cursor for camera, cursor in self.cursors.items()}
-        replies = call(lambda: self._client.xread(streams, count=READ_COUNT, block=max(1, block_ms)))
+        cameras = {keys.frames_stream(camera): camera for camera in self.cursors}
+        streams = {stream: self.cursors[camera] for stream, camera in cameras.items()}
         entries = []
-        prefix = len(keys.frames_stream(""))
-        for stream, stream_entries in replies or []:
-            camera = stream.decode()[prefix:]
-            if camera not in self.cursors:
-                continue
+        replies = read_streams(self._client, streams, count=READ_COUNT, block_ms=block_ms)
+        for stream, stream_entries in replies:
+            camera = cameras[stream]
             self.cursors[camera] = stream_entries[-1][0]
             entries += [(camera, fields) for _id, fields in stream_entries]
             if len(stream_entries) == READ_COUNT:  # behind: take the newest, skip the rest
@@ -297,9 +296,8 @@ class DetectorService(LeasedService):
         def run() -> None:
             pipe = self.client.pipeline(transaction=False)
             for message in messages:
-                pipe.xadd(
-                    keys.DETECTIONS, message.encode(), maxlen=self.config.detections_maxlen, approximate=True
-                )
+                pipe.xadd(keys.detections_stream(message.camera), message.encode(),
+                          maxlen=self.config.detections_maxlen, approximate=True)  # fmt: skip
             pipe.execute()
 
         try:

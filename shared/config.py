@@ -47,8 +47,9 @@ class _Section(BaseModel):
 class RedisConfig(_Section):
     url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="redis:// or rediss:// URL, with password and database if needed",
-        pattern=r"^(rediss?|unix)://",
+        description="redis://, rediss:// (TLS) or unix:// URL with password and database if needed; "
+        "redis+cluster:// or rediss+cluster://host:port,host:port for a Redis Cluster's seed nodes",
+        pattern=r"^(rediss?|unix|rediss?\+cluster)://",
     )
     connect_timeout_s: float = Field(2.0, gt=0, le=60, description="TCP connect timeout")
     socket_timeout_s: float = Field(5.0, gt=0, le=300, description="Timeout of one command")
@@ -277,7 +278,9 @@ class DetectorConfig(ServiceConfig):
     torch_threads: int | None = Field(
         None, ge=1, le=1024, description="CPU threads for inference (None: all)"
     )
-    detections_maxlen: int = Field(10_000, ge=1, description="Approximate bound of vigil:detections")
+    detections_maxlen: int = Field(
+        2_000, ge=1, description="Approximate bound of each camera's detections stream (400 s at 5 fps)"
+    )
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     verifier: VerifierConfig | None = Field(
         None, description="Re-score confirmed tracks with the localization model (None: off)"

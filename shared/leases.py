@@ -14,6 +14,10 @@ Preference is rendezvous hashing of (instance, camera): different instances reac
 different cameras first, and a camera stays with its owner while quotas do not change.
 A crashed instance stops renewing; its member entry and leases expire after ``ttl`` and the
 survivors' next sync (within ``ttl/3``) takes the cameras over.
+
+Each script touches one key (the group's member set, or one camera's lease), so on a Redis Cluster
+every call stays in one slot; the leases of a round go out as one pipeline that redis-py splits by
+node.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import logging
 from collections.abc import Sequence
 
 import redis
+from redis.exceptions import NoScriptError
 
 from shared import keys
 from shared.redis import call
@@ -143,7 +148,14 @@ class LeaseManager:
                 )
             return pipe.execute()
 
-        results = call(run)
+        def run_with_script() -> list[int]:
+            try:
+                return run()
+            except NoScriptError:  # a cluster pipeline does not load scripts: a new master lacks it
+                self._client.script_load(_HOLD)
+                return run()
+
+        results = call(run_with_script)
         return [camera for camera, ok in zip(cameras, results, strict=True) if ok]
 
     def _release_one(self, camera: str) -> None:

@@ -10,35 +10,72 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.retry import Retry
 
 from shared.config import RedisConfig
 from shared.errors import StoreUnavailable
 
 T = TypeVar("T")
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
-"""What a Redis client raises while the server is down, restarting or still loading its data."""
+RedisClient: TypeAlias = redis.Redis | RedisCluster
+"""A single node's client or a cluster's: the services use the commands both have."""
+REDIS_DOWN = (
+    redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError,
+    ClusterDownError, TryAgainError, SlotNotCoveredError,
+)  # fmt: skip
+"""What a Redis client raises while the server is down, restarting or still loading its data, or
+while a cluster shard has no master (between a master's death and its replica's promotion)."""
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+"""Cluster URL scheme → TLS."""
 
 
-def connect(cfg: RedisConfig) -> redis.Redis:
-    """A thread-safe client (connection pool) for ``cfg.url``: redis://, rediss:// or unix://.
+def connect(cfg: RedisConfig) -> RedisClient:
+    """A thread-safe client (connection pool) for ``cfg.url``: redis://, rediss:// or unix:// for a
+    single node, redis+cluster:// or rediss+cluster:// (seed nodes) for a Redis Cluster.
 
     Responses stay ``bytes``: frames are binary. One quick in-client retry rides over a pooled
-    connection that died with a server restart; longer outages surface as :class:`StoreUnavailable`
-    through :func:`call` and are retried by the service with its own backoff.
+    connection that died with a server restart (on a cluster: re-reading the slot map, which finds a
+    promoted replica); longer outages surface as :class:`StoreUnavailable` through :func:`call` and
+    are retried by the service with its own backoff.
     """
-    return redis.Redis.from_url(
-        cfg.url,
-        socket_connect_timeout=cfg.connect_timeout_s,
-        socket_timeout=cfg.socket_timeout_s,
-        health_check_interval=15,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), retries=1),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-    )
+    options = {
+        "socket_connect_timeout": cfg.connect_timeout_s,
+        "socket_timeout": cfg.socket_timeout_s,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.2), retries=1),
+    }
+    if urlsplit(cfg.url).scheme in CLUSTER_SCHEMES:
+        return _connect_cluster(cfg.url, options)
+    retry_on_error = [redis.ConnectionError, redis.TimeoutError]
+    return redis.Redis.from_url(cfg.url, retry_on_error=retry_on_error, **options)
+
+
+def _connect_cluster(url: str, options: dict) -> RedisCluster:
+    """``redis+cluster://[user:password@]host:port[,host:port...][?tls options]``: redis-py reads the
+    credentials and TLS options (``ssl_ca_certs=...``) of the first seed; any reachable seed gives
+    the client the whole slot map. A cluster has database 0 only."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    single = parts._replace(scheme="rediss" if CLUSTER_SCHEMES[parts.scheme] else "redis",
+                            netloc=f"{credentials}{at}{first}", path="")  # fmt: skip
+    seeds = [ClusterNode(*_host_port(seed)) for seed in others]
+    return RedisCluster.from_url(single.geturl(), startup_nodes=seeds, **options)
+
+
+def _host_port(seed: str) -> tuple[str, int]:
+    host, _, port = seed.rpartition(":")
+    return (host, int(port)) if host else (seed, 6379)
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def call(op: Callable[[], T]) -> T:

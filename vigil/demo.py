@@ -72,7 +72,8 @@ class Summary:
 
     def print(self, client: redis.Redis, cameras: list[str], processed: int, skipped: int) -> None:
         seconds = time.monotonic() - self.started
-        detections = [Detections.decode(f) for _id, f in client.xrange(keys.DETECTIONS)]
+        streams = map(keys.detections_stream, cameras)
+        detections = [Detections.decode(f) for stream in streams for _id, f in client.xrange(stream)]
         published = sum(len(client.xrange(keys.frames_stream(camera))) for camera in cameras)
         latencies = sorted(d.timings_ms["total"] for d in detections)
         alert_latencies = sorted(s for e, s in self.alerts if e.kind == "started")
@@ -139,7 +140,7 @@ def demo_redis() -> Iterator[str]:
 def reset_streams(client: redis.Redis, cameras: list[str]) -> None:
     """Forget an earlier demo's frames, detections, alerts and cursors: every run starts alike."""
     client.delete(
-        keys.DETECTIONS, keys.ALERTS, keys.ALERTS_FORWARDED,
+        keys.ALERTS, keys.ALERTS_FORWARDED, *map(keys.detections_stream, cameras),
         *map(keys.frames_stream, cameras), *map(keys.alerts_cursor_key, cameras),
     )  # fmt: skip
 
@@ -210,11 +211,8 @@ def watch_until_quiet(services: DemoServices, *, as_json: bool) -> Summary:
 
 def write_video(client: redis.Redis, camera: str, path: Path) -> int:
     """The camera's frames with their detections drawn (frames without detections as they are)."""
-    detections = {
-        d.seq: d.objects
-        for d in (Detections.decode(f) for _i, f in client.xrange(keys.DETECTIONS))
-        if d.camera == camera
-    }
+    entries = client.xrange(keys.detections_stream(camera))
+    detections = {d.seq: d.objects for d in (Detections.decode(f) for _i, f in entries)}
     writer = None
     count = 0
     for _id, fields in client.xrange(keys.frames_stream(camera)):

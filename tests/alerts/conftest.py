@@ -45,4 +45,4 @@ def message(camera: str, seq: int, *objects: tuple[int, float], ts_ns: int | Non
 
 
 def push(client: redis.Redis, detections: Detections) -> None:
-    client.xadd(keys.DETECTIONS, detections.encode())
+    client.xadd(keys.detections_stream(detections.camera), detections.encode())

@@ -24,7 +24,8 @@ def test_a_flood_of_malformed_detections_logs_a_line_not_a_line_each(
     with caplog.at_level(logging.WARNING, logger="alerts.service"), running(service):
         assert wait_for(lambda: service.ready, 10)
         for seq in range(300):  # each with a camera id that ends in a newline
-            redis_client.xadd(keys.DETECTIONS, message("cam", seq, (1, 0.9)).encode() | {"camera": "cam\n"})
+            entry = message("cam", seq, (1, 0.9)).encode() | {"camera": "cam\n"}
+            redis_client.xadd(keys.detections_stream("cam"), entry)
         assert wait_for(lambda: malformed() == 300, 10), malformed()
     lines = [r for r in caplog.records if r.name == "alerts.service" and "skipped" in r.getMessage()]
     assert len(lines) <= 1, [r.getMessage() for r in lines]

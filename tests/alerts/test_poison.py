@@ -8,6 +8,7 @@ import redis
 
 from alerts.service import AlertService
 from alerts.subscriber import AlertSubscriber
+from shared import keys
 from shared.schemas import AlertEvent
 from tests.alerts.conftest import alerts_config, cameras, endpoint, message, push
 from tests.alerts.test_service import collect, feed_track
@@ -59,9 +60,9 @@ def test_an_entry_the_rules_cannot_evaluate_is_stepped_over_not_retried(
         feed_track(redis_client, "cam", track=7, frames=3, start_seq=667)
         (started,) = collect(subscriber, 1, timeout_s=10)
         assert started.track_id == 7
-        assert wait_for(lambda: redis_client.get("vigil:alerts:cursor:cam") is not None, 5)
-    poison_id = redis_client.xrange("vigil:detections", count=1)[0][0]
-    assert redis_client.get("vigil:alerts:cursor:cam") > poison_id, "the saved cursor is past the poison"
+        assert wait_for(lambda: redis_client.get(keys.alerts_cursor_key("cam")) is not None, 5)
+    poison_id = redis_client.xrange(keys.detections_stream("cam"), count=1)[0][0]
+    assert redis_client.get(keys.alerts_cursor_key("cam")) > poison_id, "the saved cursor is past the poison"
 
 
 def test_catching_up_on_a_backlog_does_not_end_alerts_early(redis_client: redis.Redis) -> None:

@@ -73,7 +73,7 @@ def test_snapshot_of_the_frame_with_the_box(redis_client: redis.Redis) -> None:
         feed_track(redis_client, "cam", track=1, frames=3)
         assert wait_for(lambda: redis_client.xlen(keys.ALERTS) == 1, 10)
     event = AlertEvent.decode(redis_client.xrange(keys.ALERTS)[0][1])
-    assert event.snapshot == keys.snapshot_key(event.event_id)
+    assert event.snapshot == keys.snapshot_key(event.camera, event.event_id)
     jpeg = redis_client.get(event.snapshot)
     assert jpeg[:2] == b"\xff\xd8" and redis_client.ttl(event.snapshot) > 0
 
@@ -166,8 +166,8 @@ def test_malformed_entries_and_a_redis_restart(private_redis: EmbeddedRedis) -> 
     service = AlertService(alerts_config(bind), cameras("cam"), client=client)
     with running(service):
         assert wait_for(lambda: service.ready, 10)
-        client.xadd(keys.DETECTIONS, {"v": "1", "camera": "cam"})
-        client.xadd(keys.DETECTIONS, {"garbage": "yes"})
+        client.xadd(keys.detections_stream("cam"), {"v": "1", "camera": "cam"})
+        client.xadd(keys.detections_stream("cam"), {"garbage": "yes"})
         feed_track(client, "cam", track=1, frames=3)
         assert wait_for(lambda: client.xlen(keys.ALERTS) == 1, 10)
         malformed = service.metrics.registry.get_sample_value("vigil_alerts_malformed_total",
@@ -191,8 +191,8 @@ def test_malformed_entries_and_a_redis_restart(private_redis: EmbeddedRedis) -> 
 def test_a_cursor_older_than_the_stream_is_counted_as_trimmed(redis_client: redis.Redis) -> None:
     """A camera taken over after the detector trimmed past its saved cursor: its alerts in the
     trimmed part are lost, which is counted and logged, not silent."""
-    redis_client.xadd(keys.DETECTIONS, message("late", 0, (1, 0.9)).encode(), id="5000-0")
-    newest = redis_client.xadd(keys.DETECTIONS, message("fine", 0, (1, 0.9)).encode())
+    redis_client.xadd(keys.detections_stream("late"), message("late", 0, (1, 0.9)).encode(), id="5000-0")
+    newest = redis_client.xadd(keys.detections_stream("fine"), message("fine", 0, (1, 0.9)).encode())
     redis_client.set(keys.alerts_cursor_key("late"), "1000-0")  # entries 1000..5000 are gone
     redis_client.set(keys.alerts_cursor_key("fine"), newest)
     service = AlertService(alerts_config(endpoint()[0]), cameras("late", "fine"), client=redis_client)

@@ -33,7 +33,7 @@ def test_the_n_plus_first_snapshot_evicts_the_first(redis_client: redis.Redis) -
     frames(redis_client, "gate", 5)
     store = SnapshotStore(redis_client, ttl_s=3600, max_per_camera=3)
     saved = [store.save(event("gate", seq)) for seq in range(3)]
-    assert saved == [keys.snapshot_key(f"gate-{seq:04d}") for seq in range(3)]
+    assert saved == [keys.snapshot_key("gate", f"gate-{seq:04d}") for seq in range(3)]
     assert all(redis_client.exists(key) for key in saved)
 
     fourth = store.save(event("gate", 3))
@@ -54,10 +54,10 @@ def test_the_bound_is_per_camera_and_a_re_save_is_no_new_snapshot(redis_client: 
         store.save(event("yard", seq))
     store.save(event("gate", 1))  # the same event saved again (a crash before it was recorded)
     assert redis_client.zcard(keys.snapshots_key("gate")) == 2
-    assert redis_client.exists(keys.snapshot_key("gate-0000")), "a re-save evicts nothing"
+    assert redis_client.exists(keys.snapshot_key("gate", "gate-0000")), "a re-save evicts nothing"
     store.save(event("gate", 2))
-    assert not redis_client.exists(keys.snapshot_key("gate-0000"))
-    assert redis_client.exists(keys.snapshot_key("yard-0000")), "another camera's snapshots stay"
+    assert not redis_client.exists(keys.snapshot_key("gate", "gate-0000"))
+    assert redis_client.exists(keys.snapshot_key("yard", "yard-0000")), "another camera's snapshots stay"
     assert redis_client.zcard(keys.snapshots_key("yard")) == 2
 
 
@@ -65,13 +65,13 @@ def test_excess_left_by_a_crash_is_deleted_by_the_next_save(redis_client: redis.
     """A crash between storing and trimming leaves old keys in the index: the next save finds them."""
     frames(redis_client, "gate", 1)
     for seq in range(5):  # what an interrupted run left: 5 indexed snapshots, older than any new one
-        key = keys.snapshot_key(f"old-{seq}")
+        key = keys.snapshot_key("gate", f"old-{seq}")
         redis_client.set(key, b"jpeg", ex=3600)
         redis_client.zadd(keys.snapshots_key("gate"), {key: seq})
     SnapshotStore(redis_client, ttl_s=3600, max_per_camera=2).save(event("gate", 0))
     left = [member.decode() for member in redis_client.zrange(keys.snapshots_key("gate"), 0, -1)]
-    assert left == [keys.snapshot_key("old-4"), keys.snapshot_key("gate-0000")]
-    assert not any(redis_client.exists(keys.snapshot_key(f"old-{seq}")) for seq in range(4))
+    assert left == [keys.snapshot_key("gate", "old-4"), keys.snapshot_key("gate", "gate-0000")]
+    assert not any(redis_client.exists(keys.snapshot_key("gate", f"old-{seq}")) for seq in range(4))
 
 
 def test_from_config_and_a_frame_already_trimmed(redis_client: redis.Redis) -> None:

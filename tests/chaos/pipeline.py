@@ -187,9 +187,9 @@ class Pipeline:
 
     def detections_after(self, ts_ns: int, camera: str = CAMERA) -> list[Detections]:
         """The camera's detections entries for frames captured after ``ts_ns``."""
-        entries = self.client.xrange(keys.DETECTIONS, min=f"{ts_ns // 1_000_000}-0")
+        entries = self.client.xrange(keys.detections_stream(camera), min=f"{ts_ns // 1_000_000}-0")
         decoded = [Detections.decode(fields) for _id, fields in entries]
-        return [d for d in decoded if d.camera == camera and d.ts_ns > ts_ns]
+        return [d for d in decoded if d.ts_ns > ts_ns]
 
     def history(self) -> list[AlertEvent]:
         return list(history_since(self.client, 0))

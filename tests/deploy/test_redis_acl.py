@@ -117,13 +117,13 @@ def test_each_service_does_its_work_under_its_own_user(server: ComposeRedis, adm
     assert admin.hget(keys.camera_key("cam"), "frames_published") is not None
     assert admin.smembers(keys.CAMERAS) == {b"cam"}
 
-    # detector: the newest frame through the model, tracked, into vigil:detections
+    # detector: the newest frame through the model, tracked, into the camera's detections stream
     detector = DetectorConfig(instance="det-1", metrics_port=None, lease_ttl_s=1.0, device="cpu",
                               max_frame_age_s=600)  # fmt: skip
     with running(DetectorService(detector, ["cam"], client=server.client("detector"), runner=runner,
                                  max_frames=1)):  # fmt: skip
-        assert wait_for(lambda: admin.xlen(keys.DETECTIONS) == 1, 60), admin.acl_log()
-    [(_id, fields)] = admin.xrange(keys.DETECTIONS)
+        assert wait_for(lambda: admin.xlen(keys.detections_stream("cam")) == 1, 60), admin.acl_log()
+    [(_id, fields)] = admin.xrange(keys.detections_stream("cam"))
     assert Detections.decode(fields).camera == "cam"
     assert admin.exists(keys.track_ids_key("cam"))
 
@@ -136,11 +136,11 @@ def test_each_service_does_its_work_under_its_own_user(server: ComposeRedis, adm
         assert wait_for(lambda: admin.exists(keys.ALERTS_FORWARDED), 20), admin.acl_log()
     started = AlertEvent.decode(admin.xrange(keys.ALERTS)[0][1])
     assert (started.kind, started.camera, started.seq) == ("started", "cam", 2)
-    assert started.snapshot == keys.snapshot_key(started.event_id) and admin.exists(started.snapshot)
+    assert started.snapshot == keys.snapshot_key("cam", started.event_id) and admin.exists(started.snapshot)
     assert admin.exists(keys.alert_recorded_key(started.event_id), keys.alerts_cursor_key("cam")) == 2
 
     # every lease given back on the way out, and Redis refused nothing on the way
-    assert admin.keys("vigil:lease:*") == [] and admin.keys("vigil:members:*") == []
+    assert admin.keys(keys.lease_key("*", "*")) == [] and admin.keys("vigil:members:*") == []
     assert admin.acl_log() == []
 
 
@@ -178,7 +178,7 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
 
 FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
-        ("XADD", keys.DETECTIONS, "*", "k", "v"),  # another service's stream
+        ("XADD", keys.detections_stream("cam"), "*", "k", "v"),  # another service's stream
         ("GET", keys.lease_key("detect", "cam")),  # another group's lease
         ("DEL", keys.ALERTS),
         ("XRANGE", keys.ALERTS, "-", "+"),
@@ -187,17 +187,17 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
     "detector": [
         ("XADD", keys.frames_stream("cam"), "*", "k", "v"),  # frames are read-only to it
         ("XTRIM", keys.frames_stream("cam"), "MAXLEN", "0"),
-        ("DEL", keys.DETECTIONS),
+        ("DEL", keys.detections_stream("cam")),
         ("SET", keys.alerts_cursor_key("cam"), "0-0"),
         ("SET", keys.lease_key("ingest", "cam"), "me"),
     ],
     "alerts": [
-        ("XADD", keys.DETECTIONS, "*", "k", "v"),  # read-only to it
+        ("XADD", keys.detections_stream("cam"), "*", "k", "v"),  # read-only to it
         ("XADD", keys.frames_stream("cam"), "*", "k", "v"),
         ("DEL", keys.ALERTS),
         ("XTRIM", keys.ALERTS, "MAXLEN", "0"),
         ("SET", keys.lease_key("detect", "cam"), "me"),
-        ("GET", keys.snapshot_key("x")),
+        ("GET", keys.snapshot_key("cam", "x")),
     ],
     "sinks": [
         ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events

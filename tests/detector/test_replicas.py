@@ -75,8 +75,9 @@ def test_replicas_split_cameras_and_fail_over(
         killed_ns, killed = time.time_ns(), time.monotonic()
 
         def all_served_after_kill() -> bool:
-            recent = redis_client.xrevrange(keys.DETECTIONS, count=50)
-            fresh = {m.camera for m in (Detections.decode(f) for _i, f in recent) if m.ts_ns > killed_ns}
+            streams = map(keys.detections_stream, CAMERAS)
+            recent = [fields for s in streams for _id, fields in redis_client.xrevrange(s, count=5)]
+            fresh = {m.camera for m in map(Detections.decode, recent) if m.ts_ns > killed_ns}
             return set(owners()) == {"d2"} and fresh == set(CAMERAS)
 
         assert wait_for(all_served_after_kill, TTL_S + 10)

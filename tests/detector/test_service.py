@@ -32,7 +32,11 @@ def detector_config(**overrides: object) -> DetectorConfig:
 
 
 def detections(client: redis.Redis) -> list[Detections]:
-    return [Detections.decode(fields) for _id, fields in client.xrange(keys.DETECTIONS)]
+    """Every camera's detections entries, in the order they were added."""
+    streams = client.scan_iter(match=keys.detections_stream("*"))
+    entries = [entry for stream in streams for entry in client.xrange(stream)]
+    entries.sort(key=lambda entry: tuple(map(int, entry[0].split(b"-"))))
+    return [Detections.decode(fields) for _id, fields in entries]
 
 
 def dropped(service: DetectorService, camera: str, reason: str) -> Callable[[], float]:

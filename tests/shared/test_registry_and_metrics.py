@@ -6,6 +6,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry, Counter
 
+from shared import keys
 from shared.config import AlertsConfig, DetectorConfig, IngestConfig
 from shared.metrics import MetricsServer, serve_metrics
 from shared.registry import CameraStatus, read_statuses, write_status
@@ -25,9 +26,9 @@ def test_registry_round_trip(redis_client: redis.Redis) -> None:
 
 def test_registry_prunes_vanished_entries(redis_client: redis.Redis) -> None:
     write_status(redis_client, CameraStatus(camera="gone", state="ended", owner="h", updated_ns=1))
-    redis_client.delete("vigil:camera:gone")
+    redis_client.delete(keys.camera_key("gone"))
     assert read_statuses(redis_client) == []
-    assert redis_client.smembers("vigil:cameras") == set()
+    assert redis_client.smembers(keys.CAMERAS) == set()
 
 
 def get(url: str) -> tuple[int, bytes]:
