@@ -16,8 +16,8 @@ A crashed instance stops renewing; its member entry and leases expire after ``tt
 survivors' next sync (within ``ttl/3``) takes the cameras over.
 
 Each script touches one key (the group's member set, or one camera's lease), so on a Redis Cluster
-every call stays in one slot; the leases of a round go out as one pipeline that redis-py splits by
-node.
+every call stays in one slot. On a single node the leases of a round go out as one pipeline; on a
+cluster (where redis-py pipelines no scripts) as one call each.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ import logging
 from collections.abc import Sequence
 
 import redis
-from redis.exceptions import NoScriptError
 
 from shared import keys
-from shared.redis import call
+from shared.redis import call, is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -137,26 +136,22 @@ class LeaseManager:
     def _hold_many(self, cameras: Sequence[str]) -> list[str]:
         if not cameras:
             return []
+        if is_cluster(self._client):  # redis-py runs no scripts in a cluster pipeline: one call each
+            results = [call(lambda c=camera: self._hold_one(c)) for camera in cameras]
+        else:
 
-        def run() -> list[int]:
-            pipe = self._client.pipeline(transaction=False)
-            for camera in cameras:
-                self._hold(
-                    keys=[keys.lease_key(self.group, camera)],
-                    args=[self.instance, self.ttl_ms],
-                    client=pipe,
-                )
-            return pipe.execute()
+            def run() -> list[int]:
+                pipe = self._client.pipeline(transaction=False)
+                for camera in cameras:
+                    self._hold_one(camera, client=pipe)
+                return pipe.execute()
 
-        def run_with_script() -> list[int]:
-            try:
-                return run()
-            except NoScriptError:  # a cluster pipeline does not load scripts: a new master lacks it
-                self._client.script_load(_HOLD)
-                return run()
-
-        results = call(run_with_script)
+            results = call(run)
         return [camera for camera, ok in zip(cameras, results, strict=True) if ok]
+
+    def _hold_one(self, camera: str, client: redis.client.Pipeline | None = None) -> int:
+        lease = keys.lease_key(self.group, camera)
+        return self._hold(keys=[lease], args=[self.instance, self.ttl_ms], client=client)
 
     def _release_one(self, camera: str) -> None:
         call(lambda: self._release(keys=[keys.lease_key(self.group, camera)], args=[self.instance]))

@@ -11,6 +11,7 @@ import redis
 
 from shared.config import RedisConfig
 from shared.redis import EmbeddedRedis, answers, connect
+from tests.support.redis_cluster import LocalRedisCluster
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
 
@@ -56,3 +57,13 @@ def private_redis() -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A real Redis Cluster (3 masters, 3 replicas, a password) on loopback, for the whole session."""
+    cluster = LocalRedisCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
