@@ -88,3 +88,19 @@ def sink_group(sink: str) -> str:
 def sink_dead_key(sink: str) -> str:
     """Bounded stream of a sink's dead letters: events it gave up on, with the last error."""
     return f"{PREFIX}:sinks:dead:{sink}"
+
+
+# -- the layout before Redis Cluster support (only ``vigil migrate-keys`` reads it) -------------
+
+LEGACY_STATE = {
+    f"{PREFIX}:track_ids:": track_ids_key,
+    f"{PREFIX}:alerts:cursor:": alerts_cursor_key,
+    f"{PREFIX}:alert:recorded:": alert_recorded_key,
+}
+"""Old name prefix → the new name of the rest (a camera or an event id): state a restart must keep."""
+LEGACY_SNAPSHOT = f"{PREFIX}:snapshot:"
+"""Old snapshot keys keep their names (events in the history point at them) until their TTL."""
+LEGACY_TRANSIENT = tuple(
+    f"{PREFIX}:{kind}" for kind in ("frames:", "camera:", "lease:", "snapshots:", "detections")
+)
+"""Old names of what the services rebuild by themselves (a drained deployment loses nothing)."""

@@ -360,6 +360,30 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_migrate_keys(commands: Commands) -> None:
+    help_text = "Move Redis state to the hash-tagged key layout (services stopped; see docs/scaling.md)."
+    parser = _command(commands, "migrate-keys", help_text, cmd_migrate_keys, config=True)
+    parser.add_argument("--to", metavar="URL",
+                        help="copy into another Redis (a new redis+cluster://...); default: rename in place")
+    parser.add_argument("--delete", action="store_true", help="then delete the old-layout keys of redis.url")
+
+
+def cmd_migrate_keys(args: argparse.Namespace) -> int:
+    from shared.config import RedisConfig
+    from shared.redis import connect
+    from vigil.migrate import migrate_keys
+
+    config = _load(args)
+    if args.to:
+        register_url_secrets(args.to)
+    target = connect(RedisConfig(url=args.to)) if args.to else None
+    done = migrate_keys(connect(config.redis), target, delete=args.delete)
+    for kind, count in sorted(done.items()):
+        print(f"{count:8d}  {kind}")
+    print("nothing in the old layout" if not done else "done")
+    return 0
+
+
 def add_demo(commands: Commands) -> None:
     parser = commands.add_parser(
         "demo",
@@ -618,8 +642,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_sinks, add_subscribe, add_keys, add_cameras, add_demo,
-    add_train, add_models, add_eval, add_predict, add_export, add_quantize,
+    add_ingest, add_detect, add_alerts, add_sinks, add_subscribe, add_keys, add_cameras,
+    add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}
 
