@@ -33,6 +33,12 @@ def describe_cpu() -> str:
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tcmalloc_loaded() -> bool:
     return "tcmalloc" in Path("/proc/self/maps").read_text()
 

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 import torch
 
+from bench._cpu import cpu_seconds
 from bench.frames import vtest_jpegs
 from detector.models.checkpoint import Checkpoint
 from detector.models.registry import build_model
@@ -170,12 +171,6 @@ def model_seconds(service: DetectorService) -> tuple[float, float]:
         registry.get_sample_value("vigil_detector_inference_seconds_sum") or 0.0,
         registry.get_sample_value("vigil_detector_inference_seconds_count") or 0.0,
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lag_windows(messages: list[Detections], window_s: float = 5.0) -> list[dict[str, float]]:

@@ -1,5 +1,6 @@
 """A real Redis Cluster on loopback for tests: 6 ``redis-server --cluster-enabled yes`` processes
-(3 masters, 3 replicas) made into a cluster by ``redis-cli --cluster create``, with a password and a
+(3 masters, 3 replicas; ``replicas=0`` for 3 masters alone, as bench/redis_scale.py runs it) made
+into a cluster by ``redis-cli --cluster create``, with a password and a
 short ``cluster-node-timeout`` so that a killed master's replica is promoted within seconds.
 
 ``cluster-require-full-coverage no``: while one shard has no master, the other shards keep serving
@@ -22,6 +23,7 @@ from shared.redis import free_port, wait_until_answering
 
 PASSWORD = "cluster-test-password"
 NODE_TIMEOUT_MS = 1000
+MASTERS = 3
 
 
 def free_cluster_port() -> int:
@@ -54,7 +56,8 @@ class ClusterNodeProcess:
 class LocalRedisCluster:
     """Start with :meth:`start`, end with :meth:`close`; :meth:`kill` is a master's crash."""
 
-    size: int = 6
+    replicas: int = 1
+    """Per master."""
     folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="vigil-cluster-"))
     nodes: dict[int, ClusterNodeProcess] = field(default_factory=dict)
 
@@ -67,7 +70,7 @@ class LocalRedisCluster:
         server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
         if not server or not cli:
             raise FileNotFoundError("a Redis Cluster needs redis-server and redis-cli (tools/system-deps.sh)")
-        for _ in range(self.size):
+        for _ in range(MASTERS * (1 + self.replicas)):
             port = free_cluster_port()
             args = [
                 server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
@@ -82,7 +85,8 @@ class LocalRedisCluster:
             wait_until_answering(node.process, f"redis://:{PASSWORD}@127.0.0.1:{port}/0", timeout_s=10)
         subprocess.run(
             [cli, "-a", PASSWORD, "--no-auth-warning", "--cluster", "create",
-             *(f"127.0.0.1:{port}" for port in self.nodes), "--cluster-replicas", "1", "--cluster-yes"],
+             *(f"127.0.0.1:{port}" for port in self.nodes),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=timeout_s,
         )  # fmt: skip
         self.wait_healthy(timeout_s)
@@ -97,8 +101,8 @@ class LocalRedisCluster:
         return {port: node for port, node in self.nodes.items() if node.process.poll() is None}
 
     def wait_healthy(self, timeout_s: float) -> float:
-        """Until every live node says ``cluster_state:ok``, 3 masters serve all 16384 slots and every
-        master has a replica in sync; the seconds it took."""
+        """Until every live node says ``cluster_state:ok``, 3 masters serve the slots and every
+        replica is in sync with its master; the seconds it took."""
         started = time.monotonic()
         while not self._healthy():
             if time.monotonic() - started > timeout_s:
@@ -168,6 +172,6 @@ class LocalRedisCluster:
                 port: node.client().info("replication") for port, node in alive.items() if port not in masters
             }
             synced = [info for info in replicas.values() if info.get("master_link_status") == "up"]
-            return len(masters) == 3 and len(synced) == len(alive) - 3
+            return len(masters) == MASTERS and len(synced) == len(alive) - MASTERS
         except redis.RedisError:
             return False
