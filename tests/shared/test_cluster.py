@@ -41,6 +41,7 @@ from tests.shared.test_registry_and_metrics import (  # noqa: F401
 )
 from tests.support.redis_cluster import PASSWORD, LocalRedisCluster
 
+pytestmark = pytest.mark.slow  # the cluster takes a few seconds to start, once a session
 PER_CAMERA = (keys.frames_stream, keys.detections_stream, keys.camera_key, keys.track_ids_key,
               keys.alerts_cursor_key, keys.snapshots_key)  # fmt: skip
 
