@@ -27,7 +27,8 @@ def read_streams(
     client: RedisClient, cursors: Mapping[str, bytes | str], *, count: int, block_ms: int
 ) -> list[tuple[str, StreamEntries]]:
     """Entries after each stream's cursor (at most ``count`` a stream), as ``(stream, entries)``
-    for the streams that have any; waits up to ``block_ms`` when none has. Raises StoreUnavailable."""
+    for the streams that have any; waits up to ``block_ms`` (on a cluster: one poll interval) when
+    none has. Raises StoreUnavailable."""
     if not cursors:
         return []
     if not is_cluster(client):
@@ -47,7 +48,7 @@ def read_streams(
 
     found = [(_text(stream), entries) for reply in call(read_each_slot) for stream, entries in reply or []]
     if not found:
-        time.sleep(min(block_ms, CLUSTER_POLL_MS) / 1000)
+        time.sleep(min(max(1, block_ms), CLUSTER_POLL_MS) / 1000)
     return found
 
 
