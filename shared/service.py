@@ -30,14 +30,17 @@ from typing import ClassVar, Protocol
 import redis
 from prometheus_client import CollectorRegistry, Gauge
 
+from shared.backoff import Backoff
 from shared.config import ServiceConfig
 from shared.errors import StoreUnavailable
 from shared.leases import LeaseManager
 from shared.metrics import serve_metrics
 
 log = logging.getLogger(__name__)
-REDIS_RETRY_S = 0.5
-"""Pause after a work step that found Redis unavailable."""
+REDIS_BACKOFF = Backoff(base=0.1, cap=1.0)
+"""Pause after a work step that found Redis unavailable, growing with the failures in a row (until a
+lease round succeeds); full jitter spreads the replicas that come back after a restart or a
+cluster failover."""
 
 
 class ServiceMetrics(Protocol):
@@ -98,6 +101,8 @@ class LeasedService:
         self._stop = threading.Event()
         self._redis_ok: bool | None = None
         """Whether Redis answered the last time it was asked; None before the first time."""
+        self._redis_failures = 0
+        """Work steps in a row that found Redis unavailable (the backoff's attempt)."""
 
     @property
     def ready(self) -> bool:
@@ -139,7 +144,8 @@ class LeasedService:
                 self.work(until=next_round)
             except StoreUnavailable as error:
                 self._redis_answered(False, error)
-                self.idle(REDIS_RETRY_S)
+                self.idle(REDIS_BACKOFF.delay(self._redis_failures))
+                self._redis_failures += 1
             if self.burst and self.finished():
                 break
 
@@ -167,6 +173,8 @@ class LeasedService:
                         len(self.active))  # fmt: skip
         elif ok and self._redis_ok is False:
             log.info("%s %s: redis answers again", self.lease_group, self.instance)
+        if ok:
+            self._redis_failures = 0
         self._redis_ok = ok
 
     def _release(self) -> None:
