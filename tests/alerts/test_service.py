@@ -168,11 +168,13 @@ def test_malformed_entries_and_a_redis_restart(private_redis: EmbeddedRedis) -> 
         assert wait_for(lambda: service.ready, 10)
         client.xadd(keys.detections_stream("cam"), {"v": "1", "camera": "cam"})
         client.xadd(keys.detections_stream("cam"), {"garbage": "yes"})
+        client.xadd(keys.detections_stream("cam"), message("other", 0, (1, 0.9)).encode())  # not its camera
         feed_track(client, "cam", track=1, frames=3)
         assert wait_for(lambda: client.xlen(keys.ALERTS) == 1, 10)
-        malformed = service.metrics.registry.get_sample_value("vigil_alerts_malformed_total",
-                                                              {"reason": "missing_field"})  # fmt: skip
-        assert malformed == 2
+        malformed = lambda reason: service.metrics.registry.get_sample_value(  # noqa: E731
+            "vigil_alerts_malformed_total", {"reason": reason}
+        )
+        assert malformed("missing_field") == 2 and malformed("wrong_camera") == 1
         private_redis.stop(kill=True)
         time.sleep(1.5)
         private_redis.start()
