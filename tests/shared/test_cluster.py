@@ -9,6 +9,8 @@ cluster: a CROSSSLOT anywhere in those code paths fails them.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -18,7 +20,9 @@ from redis.crc import key_slot
 
 from shared import keys
 from shared.config import RedisConfig
+from shared.leases import LeaseManager
 from shared.redis import connect, free_port
+from shared.registry import CameraStatus, write_status
 from shared.streams import CLUSTER_POLL_MS, read_streams
 from tests.alerts.test_service import (  # noqa: F401  run here again, on the cluster
     test_a_cursor_older_than_the_stream_is_counted_as_trimmed,
@@ -39,6 +43,7 @@ from tests.shared.test_registry_and_metrics import (  # noqa: F401
     test_registry_prunes_vanished_entries,
     test_registry_round_trip,
 )
+from tests.support.compose_redis import START, USERS_ACL, make_env, password_variable
 from tests.support.redis_cluster import PASSWORD, LocalRedisCluster
 
 pytestmark = pytest.mark.slow  # the cluster takes a few seconds to start, once a session
@@ -100,3 +105,53 @@ def test_streams_of_every_shard_are_read_together(redis_client: RedisCluster) ->
     assert read_streams(redis_client, caught_up, count=10, block_ms=1000) == []
     waited_s = time.monotonic() - started
     assert waited_s < 1.0, f"an empty read waits one poll ({CLUSTER_POLL_MS} ms), not the whole block"
+
+
+def test_each_service_user_of_users_acl_works_on_the_cluster(
+    redis_cluster: LocalRedisCluster, tmp_path
+) -> None:
+    """deploy/redis/users.acl, rendered by start.sh, on every node: each user's cluster client reads
+    the slot map and does its service's leases, reads and writes; Redis refuses nothing."""
+    passwords = make_env(tmp_path / ".env")
+    rendered = tmp_path / "users.acl"
+    subprocess.run(["sh", str(START), str(USERS_ACL), str(rendered), "true"],
+                   env={"PATH": "/usr/bin:/bin", **passwords}, check=True)  # fmt: skip
+    users = [line.split(None, 2)[1:] for line in rendered.read_text().splitlines()]
+    for node in redis_cluster.nodes.values():
+        admin = node.client()
+        for name, rules in users:
+            if name != "default":
+                admin.execute_command("ACL", "SETUSER", name, "reset", *re.findall(r"\([^)]*\)|\S+", rules))
+        admin.acl_log_reset()
+    seeds = ",".join(f"127.0.0.1:{port}" for port in redis_cluster.nodes)
+
+    def client(user: str) -> RedisCluster:
+        return connect(
+            RedisConfig(url=f"redis+cluster://{user}:{passwords[password_variable(user)]}@{seeds}")
+        )
+
+    cameras = ["a", "b", "c", "d"]
+    ingest, detector, alerts = client("ingest"), client("detector"), client("alerts")
+    for user, group in ((ingest, "ingest"), (detector, "detect"), (alerts, "alerts")):
+        assert LeaseManager(user, group=group, instance="i-1", ttl_s=5).sync(cameras) == frozenset(cameras)
+    for camera in cameras:
+        ingest.xadd(keys.frames_stream(camera), {"seq": 1}, maxlen=10, approximate=True)
+        write_status(
+            ingest, CameraStatus(camera=camera, state="streaming", owner="i-1", updated_ns=time.time_ns())
+        )
+    assert (
+        len(read_streams(detector, {keys.frames_stream(c): "0-0" for c in cameras}, count=5, block_ms=10))
+        == 4
+    )
+    pipe = detector.pipeline(transaction=False)
+    for camera in cameras:
+        pipe.xadd(keys.detections_stream(camera), {"camera": camera})
+        pipe.incrby(keys.track_ids_key(camera), 10)
+    pipe.execute()
+    assert (
+        len(read_streams(alerts, {keys.detections_stream(c): "0-0" for c in cameras}, count=5, block_ms=10))
+        == 4
+    )
+    assert all(node.client().acl_log() == [] for node in redis_cluster.alive().values())
+    for user in (ingest, detector, alerts):
+        user.close()
