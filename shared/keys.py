@@ -86,8 +86,10 @@ def sink_group(sink: str) -> str:
 
 
 def sink_dead_key(sink: str) -> str:
-    """Bounded stream of a sink's dead letters: events it gave up on, with the last error."""
-    return f"{PREFIX}:sinks:dead:{sink}"
+    """Bounded stream of a sink's dead letters: events it gave up on, with the last error. Tagged
+    with the history's name, so the transaction that dead-letters and acknowledges an entry of
+    ``vigil:alerts`` stays in one slot."""
+    return f"{PREFIX}:sinks:dead:{{{ALERTS}}}:{sink}"
 
 
 # -- the layout before Redis Cluster support (only ``vigil migrate-keys`` reads it) -------------

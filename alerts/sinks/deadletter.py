@@ -1,5 +1,5 @@
 """Dead letters: the events a sink gave up on (refused, or still failing at ``max_age_s``), each
-with its last error, in the bounded stream ``vigil:sinks:dead:{sink}``; and their replay
+with its last error, in the bounded stream ``vigil:sinks:dead:{vigil:alerts}:<sink>``; and their replay
 (``vigil sinks --replay-dead SINK``)."""
 
 from __future__ import annotations
