@@ -27,7 +27,6 @@ from shared.registry import CameraStatus, write_status
 from shared.streams import CLUSTER_POLL_MS, read_streams
 from tests.alerts.sinks.conftest import receiver  # noqa: F401  the webhook tests' fixture
 from tests.alerts.sinks.test_webhook import (  # noqa: F401  dead letters + XACK in one MULTI/EXEC
-    test_a_400_is_dead_lettered_and_replay_delivers_it,
     test_every_event_arrives_once_by_id_signed_through_failures_and_a_timeout,
     test_lag_counts_the_events_not_yet_delivered,
     test_replicas_share_the_sinks_and_take_over_a_stopped_one,
