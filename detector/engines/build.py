@@ -1,10 +1,10 @@
 """From a checkpoint and the configured engine and precision to a ready detector.
 
 ``engine``: ``torch`` (eager; CUDA fp16 on a GPU), ``openvino``, ``onnxruntime``, or ``auto``: on a
-GPU, torch; on the CPU, the fastest installed engine for this checkpoint, measured once (each engine
-times the same 16:9 frame) and remembered in the cache folder, keyed by the checkpoint, the CPU
-and the engines' versions. Only YOLO checkpoints have a dense network to export; the others run
-in torch whatever is asked, and ``auto`` says so.
+GPU, torch; on the CPU, the fastest installed engine for this checkpoint, measured once (each
+engine times the same 16:9 frame, in turns; medians) and remembered in the cache folder, keyed by
+the checkpoint, the CPU and the engines' versions. Only YOLO checkpoints have a dense network to
+export; the others run in torch whatever is asked, and ``auto`` says so.
 
 ``precision``: ``fp32``, ``int8`` (OpenVINO only: the model ``vigil quantize`` made and gated for
 this checkpoint; refused with the reason when there is none), or ``auto`` (INT8 where such a model
@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -237,7 +238,8 @@ def _wrap(model: YOLO, engine: DenseEngine) -> CompiledYOLO:
 
 # -- auto ---------------------------------------------------------------------------------------
 
-TIMED_CALLS = 5
+TIMED_CALLS = 3
+TIMED_ROUNDS = 5
 
 
 def _auto_engine(
@@ -260,12 +262,7 @@ def _auto_engine(
             return chosen
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    timings = {
-        engine: _time_engine(
-            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), decode_overrides
-        )
-        for engine in candidates
-    }
+    timings = _time_engines(choice, candidates, decode_overrides)
     chosen = min(timings, key=timings.__getitem__)
     log.info("engine auto: %s (ms per 16:9 frame, fp32: %s)", chosen,
              ", ".join(f"{engine} {ms:.1f}" for engine, ms in timings.items()))  # fmt: skip
@@ -274,15 +271,27 @@ def _auto_engine(
     return chosen
 
 
-def _time_engine(choice: EngineChoice, decode_overrides: dict) -> float:
-    built = build_detector(choice, **decode_overrides)
-    size = built.model.input_size
+def _time_engines(choice: EngineChoice, engines: list[str], decode_overrides: dict) -> dict[str, float]:
+    """Median ms per 16:9 frame of each engine (fp32): ``TIMED_ROUNDS`` rounds of ``TIMED_CALLS``
+    calls, the engines taking turns within a round, so that a busy second on a shared host slows
+    them all rather than deciding the choice."""
+    models = {}
+    for engine in engines:
+        models[engine] = build_detector(
+            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), **decode_overrides
+        ).model
+    size = next(iter(models.values())).input_size
     image = torch.randint(0, 256, (3, size * 9 // 16, size), dtype=torch.uint8)
-    built.model.predict([image])  # warm-up: compilation, first allocations
-    started = time.perf_counter()
-    for _ in range(TIMED_CALLS):
-        built.model.predict([image])
-    return 1000 * (time.perf_counter() - started) / TIMED_CALLS
+    for model in models.values():
+        model.predict([image])  # warm-up: compilation, first allocations
+    samples: dict[str, list[float]] = {engine: [] for engine in engines}
+    for round_ in range(TIMED_ROUNDS):
+        for engine in engines[round_ % len(engines):] + engines[: round_ % len(engines)]:
+            started = time.perf_counter()
+            for _ in range(TIMED_CALLS):
+                models[engine].predict([image])
+            samples[engine].append(1000 * (time.perf_counter() - started) / TIMED_CALLS)
+    return {engine: statistics.median(values) for engine, values in samples.items()}
 
 
 def _cpu_tag(versions: dict[str, str]) -> str:
