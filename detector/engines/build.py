@@ -255,7 +255,7 @@ def _auto_engine(
         return "torch"
     cache_dir = Path(choice.cache_dir or default_cache_dir())
     versions = {engine: engine_version(engine) for engine in candidates}
-    record = cache_dir / f"auto-{sha[:16]}-{_cpu_tag(versions)}.json"
+    record = cache_dir / f"auto-{sha[:16]}-{choice.precision}-{_cpu_tag(versions)}.json"
     try:
         chosen = json.loads(record.read_text())["engine"]
         if chosen in candidates:
@@ -272,13 +272,15 @@ def _auto_engine(
 
 
 def _time_engines(choice: EngineChoice, engines: list[str], decode_overrides: dict) -> dict[str, float]:
-    """Median ms per 16:9 frame of each engine (fp32): ``TIMED_ROUNDS`` rounds of ``TIMED_CALLS``
-    calls, the engines taking turns within a round, so that a busy second on a shared host slows
-    them all rather than deciding the choice."""
+    """Median ms per 16:9 frame of each engine at the precision it would run (``auto``: OpenVINO
+    INT8 where a gated model exists): ``TIMED_ROUNDS`` rounds of ``TIMED_CALLS`` calls, the engines
+    taking turns within a round, so that a busy second on a shared host slows them all rather than
+    deciding the choice."""
     models = {}
     for engine in engines:
+        precision = "fp32" if choice.precision == "int8" and engine != "openvino" else choice.precision
         models[engine] = build_detector(
-            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), **decode_overrides
+            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": precision}), **decode_overrides
         ).model
     size = next(iter(models.values())).input_size
     image = torch.randint(0, 256, (3, size * 9 // 16, size), dtype=torch.uint8)
