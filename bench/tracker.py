@@ -181,12 +181,13 @@ def goal_met(vigil: Score, byte: Score) -> bool:
 
 
 SWEEP_GRID: dict[str, tuple[float, ...]] = {
-    "min_hits": (2, 3),
-    "confirm_s": (0.5, 1.0),
-    "tentative_age_s": (0.0, 0.2, 0.5),
+    "min_hits": (2,),
+    "confirm_s": (0.5,),
+    "tentative_age_s": (0.0,),
     "max_age_s": (1.0, 2.0, 4.0),
-    "match_iou": (0.2, 0.3),
+    "match_iou": (0.25, 0.3),
     "high_score": (0.5, 0.7),
+    "new_track_score": (0.8, 0.9),
 }
 
 
@@ -248,14 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=10, help="objects per frame in the synthetic timing")
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--sweep", action="store_true", help="print the best configs of the grid and stop")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="change a TrackerConfig default"
+    )
     args = parser.parse_args(argv)
 
     if args.sweep:
         print_sweep(sweep(args.data, args.seed))
         return 0
 
-    config = TrackerConfig()
-    print(f"vigil: TrackerConfig() = {config}")
+    config = TrackerConfig(**dict(change.split("=", 1) for change in args.set))
+    print(f"vigil: TrackerConfig({', '.join(args.set)}) = {config}")
     print("bytetrack: supervision.ByteTrack(frame_rate=<the sequence's>), other settings default")
     print(f"noise seed {args.seed}\n")
     scores = []
