@@ -216,13 +216,13 @@ class TrackerConfig(_Section):
 
     high_score: float = Field(0.5, gt=0, le=1, description="Detections at or above this update tracks")
     low_score: float = Field(0.1, ge=0, le=1, description="Second-stage detections: keep tracks alive only")
-    min_hits: int = Field(3, ge=1, le=100, description="Hits within confirm_s before a track is confirmed")
-    confirm_s: float = Field(1.0, gt=0, le=60, description="Window of the min_hits hits that confirm a track")
+    min_hits: int = Field(2, ge=1, le=100, description="Hits within confirm_s before a track is confirmed")
+    confirm_s: float = Field(0.5, gt=0, le=60, description="Window of the min_hits hits that confirm a track")
     tentative_age_s: float = Field(
         0.0, ge=0, le=60, description="A tentative track unseen for longer is dropped (0: at its first miss)"
     )
-    max_age_s: float = Field(2.0, gt=0, le=3600, description="Seconds a lost track is kept before removal")
-    match_iou: float = Field(0.3, gt=0, lt=1, description="Least IoU for a high-score detection and a track")
+    max_age_s: float = Field(4.0, gt=0, le=3600, description="Seconds a lost track is kept before removal")
+    match_iou: float = Field(0.25, gt=0, lt=1, description="Least IoU for a high-score detection and a track")
     low_match_iou: float = Field(0.5, gt=0, lt=1, description="Least IoU for a low-score detection (stage 2)")
     new_track_score: float = Field(0.6, gt=0, le=1, description="Least score to start a track")
 

@@ -15,14 +15,17 @@ RATES = (5.0, 10.0, 25.0)
 BOX = (100.0, 100.0, 140.0, 200.0)
 
 
-def feed(tracker: IoUTracker, time_s: float, boxes: list[tuple[float, float, float, float]]) -> list[int | None]:
+Box = tuple[float, float, float, float]
+
+
+def feed(tracker: IoUTracker, time_s: float, boxes: list[Box]) -> list[int | None]:
     """One frame at ``time_s``; the track ids of its detections."""
     out = tracker.update(np.array(boxes).reshape(-1, 4), np.full(len(boxes), 0.95), np.zeros(len(boxes)),
                          time_s=time_s)  # fmt: skip
     return [o.track_id for o in out]
 
 
-def moving(x_px_per_s: float, time_s: float) -> tuple[float, float, float, float]:
+def moving(x_px_per_s: float, time_s: float) -> Box:
     x = 100.0 + x_px_per_s * time_s
     return (x, 100.0, x + 40.0, 200.0)
 

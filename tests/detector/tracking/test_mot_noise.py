@@ -44,7 +44,7 @@ def test_each_variant_is_as_strong_as_its_name(campus: Sequence) -> None:
     boxes, scores = detections(campus)
     kept = len(detections(with_noise(campus, Noise("drop30", drop=0.3)))[1]) / len(scores)
     assert 0.62 < kept < 0.78  # 321 detections: 70 % kept, give or take 4 standard deviations
-    fp_boxes, fp_scores = detections(with_noise(campus, Noise("fp10", false_positives=0.1)))
+    _, fp_scores = detections(with_noise(campus, Noise("fp10", false_positives=0.1)))
     assert len(fp_scores) == len(scores) + round(0.1 * len(scores))
     assert set(fp_scores.tolist()) <= set(scores.tolist())  # invented boxes score like real ones
     jittered, _ = detections(with_noise(campus, Noise("jitter5", jitter=0.05)))
