@@ -256,7 +256,7 @@ class DetectorService(LeasedService):
         self.metrics.batch_size.observe(len(batch))
         self.metrics.inference_seconds.observe(seconds)
         tracked = [
-            self.tracker.update(item.frame.camera, detections, frame=item.frame.seq)
+            self.tracker.update(item.frame.camera, detections, time_s=item.frame.ts_ns / 1e9)
             for item, detections in zip(batch, per_frame, strict=True)
         ]
         self._hold_gates(batch, tracked)

@@ -210,18 +210,31 @@ class IngestConfig(ServiceConfig):
 
 
 class TrackerConfig(_Section):
-    """The IoU tracker's knobs (``detector/tracking``). Frames are processed frames (after ingest's
-    sampling). bench/tracker.py uses ``high_score=0.7, new_track_score=0.9``, tuned on TUD-Campus's
-    Faster R-CNN detections (median score 0.99); these defaults suit Vigil's own detector, whose
-    scores run lower."""
+    """The IoU tracker's knobs (``detector/tracking``). Ages and windows are seconds of frame time
+    (the frames' ``ts_ns``), so they mean the same at 5 and at 25 fps. Score thresholds suit Vigil's
+    own detector (docs/tracking.md)."""
 
     high_score: float = Field(0.5, gt=0, le=1, description="Detections at or above this update tracks")
     low_score: float = Field(0.1, ge=0, le=1, description="Second-stage detections: keep tracks alive only")
-    min_hits: int = Field(3, ge=1, le=100, description="Hits in a row before a track is confirmed")
-    max_age: int = Field(30, ge=1, le=10_000, description="Frames a lost track is kept before removal")
-    match_iou: float = Field(0.3, gt=0, lt=1, description="Least IoU for a high-score detection and a track")
+    min_hits: int = Field(2, ge=1, le=100, description="Hits within confirm_s before a track is confirmed")
+    confirm_s: float = Field(0.5, gt=0, le=60, description="Window of the min_hits hits that confirm a track")
+    tentative_age_s: float = Field(
+        0.0, ge=0, le=60, description="A tentative track unseen for longer is dropped (0: at its first miss)"
+    )
+    max_age_s: float = Field(4.0, gt=0, le=3600, description="Seconds a lost track is kept before removal")
+    match_iou: float = Field(0.25, gt=0, lt=1, description="Least IoU for a high-score detection and a track")
     low_match_iou: float = Field(0.5, gt=0, lt=1, description="Least IoU for a low-score detection (stage 2)")
     new_track_score: float = Field(0.6, gt=0, le=1, description="Least score to start a track")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_frame_counts(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "max_age" in data:
+            raise ValueError(
+                "max_age counted frames and is no longer read: set max_age_s, the seconds a lost track "
+                "is kept (max_age / the camera's fps: 30 frames at 5 fps is max_age_s: 6)"
+            )
+        return data
 
     @model_validator(mode="after")
     def _ordered_scores(self) -> TrackerConfig:

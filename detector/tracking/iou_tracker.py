@@ -2,17 +2,20 @@
 
 Each :meth:`IoUTracker.update` takes one frame's detections and
 
-1. predicts every track's box one frame (or the frame gap) ahead with its constant-velocity model;
+1. predicts every track's box to the frame's time with its constant-velocity model;
 2. matches **high-score** detections to confirmed and lost tracks (Hungarian method on IoU);
 3. matches **low-score** detections to the confirmed tracks still unmatched, with a stricter IoU:
    a weak detection can keep a track alive through partial occlusion but never starts one
    (ByteTrack's second stage);
 4. matches the remaining high-score detections to tentative tracks;
-5. marks unmatched tracks missed (tentative ones die, confirmed ones become lost, lost ones are
-   removed after ``max_age`` frames) and starts tentative tracks from the high-score detections
-   left over that reach ``new_track_score``.
+5. marks unmatched tracks missed (confirmed ones become lost; lost ones are removed after
+   ``max_age_s`` unseen, tentative ones after ``tentative_age_s``), confirms tentative tracks with
+   ``min_hits`` hits within ``confirm_s``, and starts tentative tracks from the high-score
+   detections left over that reach ``new_track_score``.
 
-Matching is class-aware: a track only takes detections of its own label.
+Matching is class-aware: a track only takes detections of its own label. Time is the frames' own
+(seconds, any origin: ``ts_ns / 1e9``), so ages mean the same at any frame rate, and frames
+dropped under load count as time that passed.
 """
 
 from __future__ import annotations
@@ -73,9 +76,9 @@ class IoUTracker:
     """Tracks one camera's objects. Ids start at 1 and count up as tracks are confirmed.
 
     ``update`` takes one frame's detections: ``boxes`` xyxy (N, 4) in pixels, ``scores`` (N,) and
-    ``labels`` (N,) class ids. It returns one :class:`TrackedBox` per detection, in input order.
-    Pass ``frame`` (e.g. the frame's ``seq``) on every call, or never: with it, skipped frames
-    count as frames the tracks moved and went unseen; without it, every call is the next frame.
+    ``labels`` (N,) class ids, and ``time_s`` the frame's time in seconds. It returns one
+    :class:`TrackedBox` per detection, in input order. A frame no newer than the last one moves
+    no track and ages none.
 
     Tracks started on the tracker's very first frame are confirmed at once (as in SORT and
     ByteTrack): with no history to wait for, objects already in view when a camera comes up, or
@@ -86,7 +89,7 @@ class IoUTracker:
         self.config = config or TrackerConfig()
         self._new_id: IdSource = next_id or itertools.count(1).__next__
         self._tracks: list[Track] = []
-        self._last_frame: int | None = None
+        self._last_time_s: float | None = None
         self._frames_seen = 0
 
     @property
@@ -95,12 +98,12 @@ class IoUTracker:
         return tuple(self._tracks)
 
     def update(
-        self, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, *, frame: int | None = None
+        self, boxes: ArrayLike, scores: ArrayLike, labels: ArrayLike, *, time_s: float
     ) -> list[TrackedBox]:
         boxes_xyxy, score_arr, label_arr = _as_arrays(boxes, scores, labels)
-        gap = self._advance(frame)
+        elapsed_s = self._advance(time_s)
         for track in self._tracks:
-            track.predict(gap)
+            track.predict(elapsed_s)
 
         cfg = self.config
         high = np.flatnonzero(score_arr >= cfg.high_score)
@@ -116,8 +119,8 @@ class IoUTracker:
         self._match(seen_last_frame, low, cfg.low_match_iou, frame_dets, taken)
         spare_high = self._match(tentative, spare_high, cfg.match_iou, frame_dets, taken)
 
-        self._settle(boxes_xyxy, score_arr, taken, gap)
-        self._start_tracks(boxes_xyxy, score_arr, label_arr, spare_high, taken)
+        self._settle(boxes_xyxy, score_arr, taken, elapsed_s, time_s)
+        self._start_tracks(boxes_xyxy, score_arr, label_arr, spare_high, taken, time_s)
         return [
             TrackedBox(
                 box=_box(boxes_xyxy[i]),
@@ -128,13 +131,12 @@ class IoUTracker:
             for i in range(len(score_arr))
         ]
 
-    def _advance(self, frame: int | None) -> int:
-        """Frames since the last update (1 without frame numbers, or when they go backwards)."""
-        last, self._last_frame = self._last_frame, frame
+    def _advance(self, time_s: float) -> float:
+        """Seconds since the last frame (0 on the first, and when time stands still or goes back)."""
+        last = self._last_time_s
+        self._last_time_s = time_s if last is None else max(last, time_s)
         self._frames_seen += 1
-        if frame is None or last is None or frame <= last:
-            return 1
-        return frame - last
+        return 0.0 if last is None else max(0.0, time_s - last)
 
     def _match(
         self,
@@ -162,17 +164,24 @@ class IoUTracker:
         return np.array([d for col, d in enumerate(dets) if col not in used], dtype=np.intp)
 
     def _settle(
-        self, boxes: NDArray[np.float64], scores: NDArray[np.float64], taken: dict[int, Track], gap: int
+        self,
+        boxes: NDArray[np.float64],
+        scores: NDArray[np.float64],
+        taken: dict[int, Track],
+        elapsed_s: float,
+        time_s: float,
     ) -> None:
         """Apply the matches and misses: hits, confirmations, losses and removals."""
+        cfg = self.config
         for det, track in taken.items():
-            track.hit(_box(boxes[det]), float(scores[det]))
-            if track.state is TrackState.TENTATIVE and track.hits >= self.config.min_hits:
+            track.hit(_box(boxes[det]), float(scores[det]), time_s=time_s)
+            tentative = track.state is TrackState.TENTATIVE
+            if tentative and track.hits_within(cfg.confirm_s, now_s=time_s) >= cfg.min_hits:
                 track.confirm(self._new_id())
         matched = {id(t) for t in taken.values()}
         for track in self._tracks:
             if id(track) not in matched:
-                track.miss(frames=gap, max_age=self.config.max_age)
+                track.miss(seconds=elapsed_s, max_age_s=cfg.max_age_s, tentative_age_s=cfg.tentative_age_s)
         self._tracks = [t for t in self._tracks if t.alive]
 
     def _start_tracks(
@@ -182,19 +191,16 @@ class IoUTracker:
         labels: NDArray[np.int64],
         dets: NDArray[np.intp],
         taken: dict[int, Track],
+        time_s: float,
     ) -> None:
         for det in dets:
             if scores[det] < self.config.new_track_score:
                 continue
-            track = Track.start(_box(boxes[det]), float(scores[det]), int(labels[det]))
+            track = Track.start(_box(boxes[det]), float(scores[det]), int(labels[det]), time_s=time_s)
             if self.config.min_hits <= 1 or self._frames_seen == 1:
                 track.confirm(self._new_id())
             self._tracks.append(track)
             taken[int(det)] = track
-
-    def _new_id(self) -> int:
-        track_id = self._new_id()
-        return track_id
 
 
 class MultiCameraTracker:
@@ -223,14 +229,14 @@ class MultiCameraTracker:
         return self._trackers[camera]
 
     def update(
-        self, camera: str, detections: Sequence[Detection], *, frame: int | None = None
+        self, camera: str, detections: Sequence[Detection], *, time_s: float
     ) -> list[Detection]:
         """The camera's detections of one frame, in order, with ``track_id`` set (``None`` while
-        a track is tentative). Pass the frame's ``seq`` as ``frame``."""
+        a track is tentative). ``time_s`` is the frame's time (its ``ts_ns / 1e9``)."""
         boxes = np.array([d.box for d in detections], dtype=np.float64).reshape(-1, 4)
         scores = np.array([d.score for d in detections], dtype=np.float64)
         class_ids = np.array([d.class_id for d in detections], dtype=np.int64)
-        tracked = self.tracker(camera).update(boxes, scores, class_ids, frame=frame)
+        tracked = self.tracker(camera).update(boxes, scores, class_ids, time_s=time_s)
         return [replace(d, track_id=t.track_id) for d, t in zip(detections, tracked, strict=True)]
 
     def track_ids(self, camera: str) -> set[int]:

@@ -2,22 +2,27 @@
 
 Life cycle::
 
-    tentative ──min_hits matches in a row──▶ confirmed ◀──match── lost
-        │                                        │                │
-        └──miss──▶ removed                       └──miss──▶ lost  └──unseen > max_age frames──▶ removed
+    tentative ──min_hits hits within confirm_s──▶ confirmed ◀──match── lost
+        │                                             │                │
+        └──unseen > tentative_age_s──▶ removed        └──miss──▶ lost  └──unseen > max_age_s──▶ removed
 
-A track gets its id when it is confirmed, so tentative tracks that die never use up an id.
+Ages are seconds of frame time, so a track means the same at 5 and at 25 fps. A track gets its id
+when it is confirmed, so tentative tracks that die never use up an id.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from shared.schemas import Box
 
 # Noise of the motion model, as fractions of the box's own size (ByteTrack's / BoT-SORT's values):
-# how far a box may wander per frame (position, velocity) and how noisy a detector's box is.
+# how far a box may wander per frame (position, velocity) and how noisy a detector's box is. Those
+# values are per frame of MOTChallenge's video; the filter counts time in such frames of
+# 1 / MOTION_RATE_HZ seconds, whatever the camera's own rate.
+MOTION_RATE_HZ = 25.0
 POSITION_STD = 1 / 20
 VELOCITY_STD = 1 / 160
 MEASUREMENT_STD = 1 / 20
@@ -37,7 +42,8 @@ class BoxMotion:
 
     The four axes move independently (no term couples them), so the 8-state filter of SORT and
     ByteTrack is exactly four 2-state filters, written out in plain floats: per axis the state is
-    position and velocity (per frame), and the covariance is ``[[p_pp, p_pv], [p_pv, p_vv]]``.
+    position and velocity (per 1 / ``MOTION_RATE_HZ`` s), and the covariance is
+    ``[[p_pp, p_pv], [p_pv, p_vv]]``.
     Noise scales with the box's width (cx, w) or height (cy, h), as in BoT-SORT.
     """
 
@@ -59,10 +65,11 @@ class BoxMotion:
             p_vv=[(10 * VELOCITY_STD * s) ** 2 for s in scales],
         )
 
-    def predict(self, frames: float = 1.0) -> None:
-        """Move ``frames`` frames ahead: x += v·dt, and the covariance grows."""
-        if frames <= 0:
+    def predict(self, seconds: float) -> None:
+        """Move ``seconds`` ahead: x += v·dt, and the covariance grows."""
+        if seconds <= 0:
             return
+        frames = seconds * MOTION_RATE_HZ
         scales = _scales(self.mean)
         for axis in range(4):
             q_pos = (POSITION_STD * scales[axis]) ** 2 * frames
@@ -103,7 +110,8 @@ class BoxMotion:
 
 @dataclass(eq=False)
 class Track:
-    """A tracked object of one class. ``track_id`` is ``None`` until the track is confirmed."""
+    """A tracked object of one class. ``track_id`` is ``None`` until the track is confirmed.
+    Times are the frames' times in seconds."""
 
     label: int
     score: float
@@ -111,11 +119,12 @@ class Track:
     state: TrackState = TrackState.TENTATIVE
     track_id: int | None = None
     hits: int = 1
-    misses: int = 0
+    unseen_s: float = 0.0
+    hit_times_s: deque[float] = field(default_factory=deque)  # while tentative: its hits, oldest first
 
     @classmethod
-    def start(cls, box: Box, score: float, label: int) -> Track:
-        return cls(label=label, score=score, motion=BoxMotion.start(box))
+    def start(cls, box: Box, score: float, label: int, *, time_s: float) -> Track:
+        return cls(label=label, score=score, motion=BoxMotion.start(box), hit_times_s=deque([time_s]))
 
     @property
     def box(self) -> Box:
@@ -126,38 +135,45 @@ class Track:
     def alive(self) -> bool:
         return self.state is not TrackState.REMOVED
 
-    def predict(self, frames: float = 1.0) -> None:
-        self.motion.predict(frames)
+    def predict(self, seconds: float) -> None:
+        self.motion.predict(seconds)
 
-    def hit(self, box: Box, score: float) -> None:
+    def hit(self, box: Box, score: float, *, time_s: float) -> None:
         """A detection continued this track: a lost track is found again."""
         self.motion.correct(box)
         self.score = score
         self.hits += 1
-        self.misses = 0
-        if self.state is TrackState.LOST:
+        self.unseen_s = 0.0
+        if self.state is TrackState.TENTATIVE:
+            self.hit_times_s.append(time_s)
+        elif self.state is TrackState.LOST:
             self.state = TrackState.CONFIRMED
+
+    def hits_within(self, window_s: float, *, now_s: float) -> int:
+        """The tentative track's hits in the last ``window_s`` seconds (older ones are forgotten)."""
+        while self.hit_times_s and self.hit_times_s[0] < now_s - window_s:
+            self.hit_times_s.popleft()
+        return len(self.hit_times_s)
 
     def confirm(self, track_id: int) -> None:
         if self.state is not TrackState.TENTATIVE:
             raise ValueError(f"only a tentative track can be confirmed, not a {self.state.value} one")
         self.state = TrackState.CONFIRMED
         self.track_id = track_id
+        self.hit_times_s.clear()
 
-    def miss(self, *, frames: int = 1, max_age: int) -> None:
-        """No detection continued this track for ``frames`` frames.
+    def miss(self, *, seconds: float, max_age_s: float, tentative_age_s: float) -> None:
+        """No detection continued this track in a frame ``seconds`` after the previous one.
 
-        A tentative track is dropped at once; a confirmed one is lost, and removed once it has
-        gone unseen for more than ``max_age`` frames.
+        A confirmed track is lost. A lost track is removed once it has gone unseen for more than
+        ``max_age_s``, a tentative one for more than ``tentative_age_s``.
         """
-        self.misses += frames
-        if self.state is TrackState.TENTATIVE:
-            self.state = TrackState.REMOVED
-            return
+        self.unseen_s += seconds
         if self.state is TrackState.CONFIRMED:
             self.state = TrackState.LOST
             self.motion.hold_size()
-        if self.misses > max_age:
+        limit_s = tentative_age_s if self.state is TrackState.TENTATIVE else max_age_s
+        if self.unseen_s > limit_s:
             self.state = TrackState.REMOVED
 
 

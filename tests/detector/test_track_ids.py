@@ -30,6 +30,6 @@ def test_a_restarted_detector_never_hands_out_an_old_id(redis_client: redis.Redi
     for _restart in range(2):
         trackers = MultiCameraTracker()
         trackers.start("gate", next_id=TrackIds(redis_client, "gate"))
-        (tracked,) = trackers.update("gate", [pistol], frame=0)  # confirmed at once on a first frame
+        (tracked,) = trackers.update("gate", [pistol], time_s=0.0)  # confirmed at once on a first frame
         seen.append(tracked.track_id)
     assert seen[0] != seen[1] and all(track_id is not None for track_id in seen)

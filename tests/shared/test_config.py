@@ -85,6 +85,7 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
             "alerts.rules[0].verify needs detector.verifier",
         ),
         ("detector: {verifier: {margin: -0.1}}\n", "detector.verifier.margin"),
+        ("detector: {tracker: {max_age: 30}}\n", "max_age counted frames and is no longer read: set max_age_s"),  # noqa: E501
     ],
 )
 def test_bad_config_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
