@@ -103,13 +103,14 @@ def bare_fps(runner: DetectorRunner, tensors: list[torch.Tensor], batch: int, se
 
 
 def feed(
-    url: str, cameras: int, jpegs: list[bytes], fps_per_camera: float, stop_at: float, offset: int = 0
+    url: str, cameras: int, jpegs: list[bytes], fps_per_camera: float, duration_s: float, offset: int = 0
 ) -> None:
     """Feeder process: a fresh frame for every camera ``fps_per_camera`` times a second; camera
     ``i`` shows ``jpegs[(seq + i * offset) % len(jpegs)]`` (``offset`` 0: all the same frame)."""
     client = connect(RedisConfig(url=url))
     seq = 0
     next_at = time.monotonic()
+    stop_at = next_at + duration_s  # from its own start: a spawned process takes seconds to import
     while time.monotonic() < stop_at:
         pipe = client.pipeline(transaction=False)
         for camera in range(cameras):
@@ -154,11 +155,12 @@ def run_service(
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     warmup_s = 3.0
-    stop_at = time.monotonic() + warmup_s + seconds
     feeder = multiprocessing.get_context("spawn").Process(
-        target=feed, args=(url, count, jpegs, fps_per_camera, stop_at, offset), daemon=True
+        target=feed, args=(url, count, jpegs, fps_per_camera, warmup_s + seconds, offset), daemon=True
     )
     feeder.start()
+    while not client.exists(keys.frames_stream(cameras[0])):  # the feeder has started publishing
+        time.sleep(0.05)
     time.sleep(warmup_s)
     helpers = (feeder.pid, redis_pid)
     helpers_cpu = [cpu_seconds(pid) for pid in helpers]
