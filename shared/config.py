@@ -172,10 +172,9 @@ class CameraConfig(_Section):
         return self
 
 
-class ServiceConfig(_Section):
-    """What every replicated service has: an identity, a metrics endpoint, camera leases."""
+class EndpointConfig(_Section):
+    """What every long-running process has: the /metrics, /healthz, /readyz endpoint."""
 
-    instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
     metrics_host: str = Field(
         "127.0.0.1",
         description="Address of the /metrics, /healthz, /readyz endpoint (0.0.0.0: every interface, for a "
@@ -184,6 +183,12 @@ class ServiceConfig(_Section):
     metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )
+
+
+class ServiceConfig(EndpointConfig):
+    """What every replicated service has: an identity, a metrics endpoint, camera leases."""
+
+    instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
     lease_ttl_s: float = Field(
         5.0, ge=0.5, le=300, description="Camera lease TTL: failover time after a crash"
     )
@@ -508,6 +513,72 @@ class SinksConfig(ServiceConfig):
         return targets
 
 
+class WebConfig(EndpointConfig):
+    """The operator console, ``vigil web`` (docs/web.md): its listener, its login and the live views."""
+
+    host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="Address the console listens on; any other than loopback needs password_hash (or "
+        "api_tokens_file) set",
+    )  # fmt: skip
+    port: int = Field(8080, ge=0, le=65535, description="Console port (0: any free)")
+    metrics_port: int | None = Field(
+        9106, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="The login's user name")
+    password_hash: SecretStr | None = Field(
+        None, description="scrypt hash of the login's password (`vigil web --set-password` prints one)"
+    )
+    password_hash_file: str | None = Field(
+        None, description="A file holding the hash instead (`vigil web --set-password --write FILE`)"
+    )
+    session_secret_file: str | None = Field(
+        None, description="Key that signs session cookies, shared by replicas (None: random at each start, "
+        "so a restart logs everyone out)",
+    )  # fmt: skip
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86_400, description="A login lasts this long")
+    cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (set it when the console is served over https)"
+    )
+    api_tokens_file: str | None = Field(
+        None, description="Integrators' API tokens, hashed (`vigil web --add-token NAME` adds one)"
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=1000, description="Failed logins allowed per client address per login_window_s"
+    )
+    login_window_s: float = Field(60.0, gt=0, le=86_400, description="The login rate limit's window")
+    replay_events: int = Field(
+        50, ge=0, le=1000, description="Alerts replayed from vigil:alerts to a live feed as it connects"
+    )
+    detections_wait_ms: float = Field(
+        250.0, ge=0, le=10_000,
+        description="Hold a frame this long for its detections; then show it without boxes (no motion, "
+        "or the detector is behind)",
+    )  # fmt: skip
+    jpeg_quality: int = Field(80, ge=1, le=100, description="JPEG quality of frames with boxes drawn")
+    max_streams: int = Field(
+        64, ge=1, le=10_000, description="Live streams served at once (beyond: 503, try again)"
+    )
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> WebConfig:
+        _one_secret(self.password_hash, self.password_hash_file, "password_hash", required=False)
+        return self
+
+    @model_validator(mode="after")
+    def _no_open_console_beyond_loopback(self) -> WebConfig:
+        if self.host not in LOOPBACK_HOSTS and not self.auth_configured:
+            raise ValueError(
+                f"host {self.host!r} is not loopback: set password_hash (vigil web --set-password) or "
+                "api_tokens_file, or the console would be open to the network"
+            )
+        return self
+
+    @property
+    def auth_configured(self) -> bool:
+        return bool(self.password_hash or self.password_hash_file or self.api_tokens_file)
+
+
 class VigilConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -515,6 +586,7 @@ class VigilConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.config import ServiceConfig, VigilConfig, load_config
+from shared.config import EndpointConfig, VigilConfig, load_config
 from shared.errors import ConfigError, StoreUnavailable, VigilError
 from shared.logs import register_url_secrets, setup_logging
 from vigil import __version__
@@ -62,7 +62,7 @@ def _service_command(
     return parser
 
 
-def _check_ready(service: ServiceConfig) -> int:
+def _check_ready(service: EndpointConfig) -> int:
     """Exit code for a container HEALTHCHECK: 0 when the local service answers /readyz."""
     if service.metrics_port is None:
         print("vigil: --check needs metrics_port (the /readyz endpoint)", file=sys.stderr)

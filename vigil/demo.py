@@ -28,7 +28,7 @@ from detector.service import DetectorService
 from ingest.service import IngestService
 from shared import keys
 from shared.config import AlertsConfig, CameraConfig, DetectorConfig, IngestConfig, RedisConfig
-from shared.imaging import decode_bgr, draw_boxes
+from shared.imaging import caption, decode_bgr, draw_boxes
 from shared.redis import EmbeddedRedis, answers, connect, free_port
 from shared.schemas import AlertEvent, Detections, Frame
 from vigil.console import describe
@@ -218,10 +218,7 @@ def write_video(client: redis.Redis, camera: str, path: Path) -> int:
     for _id, fields in client.xrange(keys.frames_stream(camera)):
         frame = Frame.decode(fields)
         objects = detections.get(frame.seq, ())
-        captions = [
-            f"{o.label}{'' if o.track_id is None else f' #{o.track_id}'} {o.score:.2f}" for o in objects
-        ]
-        image = draw_boxes(decode_bgr(frame), [o.box for o in objects], captions)
+        image = draw_boxes(decode_bgr(frame), [o.box for o in objects], [caption(o) for o in objects])
         if writer is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(
