@@ -12,6 +12,7 @@ Lists (``cameras``) come from the file only.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -513,6 +514,58 @@ class SinksConfig(ServiceConfig):
         return targets
 
 
+class RetentionConfig(_Section):
+    """How long clips are kept (docs/recorder.md#retention): the oldest go first."""
+
+    max_age_days: float = Field(
+        30.0, gt=0, le=36_500, description="Events older than this are deleted: row, clip and snapshot"
+    )
+    max_bytes_per_camera: int = Field(
+        10 * 2**30, ge=2**20, description="Bytes of clips and snapshots kept per camera (the oldest go first)"
+    )
+    min_free_bytes: int = Field(
+        512 * 2**20, ge=0,
+        description="Free space under clips_dir below this: the owned cameras' oldest clips are deleted",
+    )  # fmt: skip
+    interval_s: float = Field(60.0, gt=0, le=86_400, description="How often retention runs")
+
+
+class RecordConfig(ServiceConfig):
+    """``vigil record``: an H.264 clip and a snapshot per alert, in an event store (docs/recorder.md)."""
+
+    metrics_port: int | None = Field(
+        9105, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    store_url: str = Field(
+        "sqlite:///vigil-data/events.db",
+        description="Event store: sqlite:///path (a file, WAL) or postgresql://user:pass@host/db",
+        pattern=r"^(sqlite|postgres|postgresql)(\+\w+)?://",
+    )
+    upgrade_db: bool = Field(True, description="Migrate the store schema at start (False: refuse an old one)")
+    clips_dir: str = Field("vigil-data/clips", min_length=1, description="Folder of the clips and snapshots")
+    pre_s: float = Field(
+        5.0, ge=0, le=120,
+        description="Seconds of video before the alert (kept in the frames stream: raises its bound)",
+    )  # fmt: skip
+    post_s: float = Field(5.0, ge=0, le=600, description="Seconds of video after the alert ended")
+    max_clip_s: float = Field(120.0, gt=0, le=3600, description="Longest clip (an alert that does not end)")
+    alert_lag_s: float = Field(
+        5.0, ge=0, le=120,
+        description="Frames kept beyond pre_s for the time an alert takes to reach the recorder",
+    )  # fmt: skip
+    draw_boxes: bool = Field(True, description="Draw the detections (boxes, labels, track ids) on the clip")
+    crf: int = Field(26, ge=0, le=51, description="libx264 constant rate factor (lower: better, bigger)")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="libx264 preset (faster: less CPU, bigger files)"
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @model_validator(mode="after")
+    def _clip_longer_than_lead(self) -> RecordConfig:
+        if self.max_clip_s <= self.pre_s:
+            raise ValueError("max_clip_s must be above pre_s (the clip would end before the alert)")
+        return self
+
 class WebConfig(EndpointConfig):
     """The operator console, ``vigil web`` (docs/web.md): its listener, its login and the live views."""
 
@@ -586,6 +639,7 @@ class VigilConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
 
@@ -636,6 +690,15 @@ class VigilConfig(_Section):
                         "still object could end between two periodic inferences"
                     )
         return self
+
+    def frames_maxlen(self, camera: CameraConfig) -> int:
+        """The bound of ``camera``'s frames stream: ``ingest.stream_maxlen``, or more where the
+        recorder needs ``record.pre_s`` + ``record.alert_lag_s`` seconds of frames still in it when an
+        alert reaches it (``pre_s: 0``: no pre-roll, the plain bound)."""
+        if self.record.pre_s == 0:
+            return self.ingest.stream_maxlen
+        needed = math.ceil((self.record.pre_s + self.record.alert_lag_s) * camera.fps)
+        return max(self.ingest.stream_maxlen, needed)
 
     def motion_for(self, camera_id: str) -> MotionConfig:
         """The camera's motion gating: ``detector.motion`` with its ``cameras[].motion`` fields on top."""
