@@ -30,6 +30,7 @@ Commands = Any  # argparse's private _SubParsersAction
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_SUBSCRIBE_ENDPOINT = "tcp://127.0.0.1:5556"
 WEIGHTS_HELP = "checkpoint file (.pt)"
+MIN_PASSWORD_CHARS = 8
 
 
 def _load(args: argparse.Namespace) -> VigilConfig:
@@ -214,6 +215,63 @@ def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # client:
     stopped = f"; stopped: {report.stopped}" if report.stopped else ""
     print(f"sink {name}: {report.delivered} re-delivered, {len(report.still_dead)} kept{stopped}")
     return 0 if not report.still_dead and not report.stopped else 1
+
+
+def add_web(commands: Commands) -> None:
+    parser = _service_command(commands, "web", "The operator console: live camera grid, alerts with clips, "
+                              "review, a REST API (docs/web.md).", cmd_web)  # fmt: skip
+    parser.add_argument("--set-password", action="store_true",
+                        help="ask for the console password, print its hash (web.password_hash)")  # fmt: skip
+    parser.add_argument("--write", metavar="FILE", help="with --set-password: write the hash to FILE instead "
+                        "(web.password_hash_file)")  # fmt: skip
+    parser.add_argument("--add-token", metavar="NAME", help="make an API token for an integrator, keep its "
+                        "hash in web.api_tokens_file and print it (once)")  # fmt: skip
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    if args.set_password:
+        return _set_password(args.write)
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.web)
+    if args.add_token:
+        from web.auth import add_token
+
+        if config.web.api_tokens_file is None:
+            print("vigil web: --add-token needs web.api_tokens_file in the config", file=sys.stderr)
+            return 2
+        print(add_token(config.web.api_tokens_file, args.add_token))
+        return 0
+    from shared.eventstore import EventStore
+    from shared.redis import connect
+    from web.console import Console
+    from web.service import WebService
+
+    store = EventStore.open(config.record.store_url, upgrade=False)
+    console = Console.build(config.web, client=connect(config.redis), store=store,
+                            clips_dir=Path(config.record.clips_dir))  # fmt: skip
+    try:
+        WebService(config.web, console).run()
+    finally:
+        store.close()
+    return 0
+
+
+def _set_password(path: str | None) -> int:
+    from web.auth import write_private
+    from web.passwords import hash_password, prompt_password
+
+    password = prompt_password()
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(f"vigil web: a password of at least {MIN_PASSWORD_CHARS} characters, please", file=sys.stderr)
+        return 2
+    hashed = hash_password(password)
+    if path is None:
+        print(hashed)
+        return 0
+    write_private(Path(path), hashed + "\n")
+    print(f"wrote the password hash to {path}: set web.password_hash_file: {path}")
+    return 0
 
 
 # -- operators ---------------------------------------------------------------------------------
@@ -642,7 +700,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_sinks, add_subscribe, add_keys, add_cameras,
+    add_ingest, add_detect, add_alerts, add_sinks, add_web, add_subscribe, add_keys, add_cameras,
     add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}

@@ -100,8 +100,9 @@ class AlertFeed:
                 if cursor == "$":  # "$" in a non-blocking cluster read means nothing: start at the newest id
                     newest = call(lambda: self._client.xrevrange(keys.ALERTS, count=1))
                     cursor = newest[0][0] if newest else b"0-0"
-                for _stream, entries in read_streams(self._client, {keys.ALERTS: cursor}, count=100,
-                                                     block_ms=BLOCK_MS):  # fmt: skip
+                for _stream, entries in read_streams(
+                    self._client, {keys.ALERTS: cursor}, count=100, block_ms=BLOCK_MS
+                ):
                     for entry_id, fields in entries:
                         cursor = entry_id
                         entry = self._decode((entry_id, fields))

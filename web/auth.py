@@ -80,13 +80,13 @@ def session_key(path: str | None) -> bytes:
     file = Path(path)
     try:
         if not file.exists():
-            _write_private(file, secrets.token_hex(32) + "\n")
+            write_private(file, secrets.token_hex(32) + "\n")
         return file.read_bytes().strip()
     except OSError as error:
         raise ConfigError(f"web.session_secret_file {path}: {error.strerror}") from None
 
 
-def _write_private(file: Path, text: str, *, append: bool = False) -> None:
+def write_private(file: Path, text: str, *, append: bool = False) -> None:
     """Write (or append) ``text`` to a file only its owner may read."""
     file.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
@@ -134,7 +134,7 @@ def add_token(path: str, name: str) -> str:
     if not name or any(c.isspace() for c in name):
         raise ConfigError("a token name is one word")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    _write_private(Path(path), f"{name} {_token_digest(token)}\n", append=True)
+    write_private(Path(path), f"{name} {_token_digest(token)}\n", append=True)
     return token
 
 
@@ -181,7 +181,9 @@ class LoginLimiter:
 
     MAX_CLIENTS = 10_000
 
-    def __init__(self, *, attempts: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, attempts: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._attempts, self._window_s, self._clock = attempts, window_s, clock
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()

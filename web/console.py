@@ -41,28 +41,47 @@ class Console:
 
     @classmethod
     def build(
-        cls, config: WebConfig, *, client: RedisClient, store: EventStore, clips_dir: Path,
+        cls,
+        config: WebConfig,
+        *,
+        client: RedisClient,
+        store: EventStore,
+        clips_dir: Path,
         metrics: WebMetrics | None = None,
-    ) -> Console:  # fmt: skip
+    ) -> Console:
         metrics = metrics or WebMetrics()
-        login = Login(config.user, read_password_hash(
-            config.password_hash.get_secret_value() if config.password_hash else None, config.password_hash_file
-        ))  # fmt: skip
+        login = Login(
+            config.user,
+            read_password_hash(
+                config.password_hash.get_secret_value() if config.password_hash else None,
+                config.password_hash_file,
+            ),
+        )
         console = cls(
-            config=config, client=client, metrics=metrics,
-            hub=LiveHub(client, wait_ms=config.detections_wait_ms, jpeg_quality=config.jpeg_quality,
-                        metrics=metrics),
-            feed=AlertFeed(client, metrics=metrics), login=login,
+            config=config,
+            client=client,
+            metrics=metrics,
+            hub=LiveHub(
+                client, wait_ms=config.detections_wait_ms, jpeg_quality=config.jpeg_quality, metrics=metrics
+            ),
+            feed=AlertFeed(client, metrics=metrics),
+            login=login,
             sessions=Sessions(session_key(config.session_secret_file), ttl_s=config.session_ttl_s),
             tokens=ApiTokens.load(config.api_tokens_file),
             limiter=LoginLimiter(attempts=config.login_attempts, window_s=config.login_window_s),
-            store=store, clips_dir=clips_dir,
-        )  # fmt: skip
+            store=store,
+            clips_dir=clips_dir,
+        )
         if not console.auth_enabled and config.host not in LOOPBACK_HOSTS:
-            raise ConfigError(f"web.host {config.host}: not loopback, and no password or API token to log in with")
+            raise ConfigError(
+                f"web.host {config.host}: not loopback, and no password or API token to log in with"
+            )
         if not console.auth_enabled:
-            log.warning("web: no password_hash or API tokens: anyone on this host can use the console "
-                        "(it listens on %s only)", config.host)  # fmt: skip
+            log.warning(
+                "web: no password_hash or API tokens: anyone on this host can use the console "
+                "(it listens on %s only)",
+                config.host,
+            )
         return console
 
     def redis_answers(self) -> bool:

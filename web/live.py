@@ -74,7 +74,12 @@ class CameraFeed:
         self, client: RedisClient, camera: str, *, wait_ms: float, jpeg_quality: int, metrics: WebMetrics
     ) -> None:
         self.camera = camera
-        self._client, self._wait_s, self._quality, self._metrics = client, wait_ms / 1000, jpeg_quality, metrics
+        self._client, self._wait_s, self._quality, self._metrics = (
+            client,
+            wait_ms / 1000,
+            jpeg_quality,
+            metrics,
+        )
         self._frames_key, self._detections_key = keys.frames_stream(camera), keys.detections_stream(camera)
         self._viewers: set[Viewer] = set()
         self._lock = threading.Lock()
@@ -111,7 +116,9 @@ class CameraFeed:
                     cursors = self._start()
                 self._read(cursors)
             except StoreUnavailable as error:
-                log_limited(log, self.camera, LIMITED_INTERVAL_S, "camera %s live view: %s", self.camera, error)
+                log_limited(
+                    log, self.camera, LIMITED_INTERVAL_S, "camera %s live view: %s", self.camera, error
+                )
                 cursors = None
                 time.sleep(RETRY_S)
 
@@ -138,7 +145,10 @@ class CameraFeed:
             oldest = next(iter(self._pending.values()))[1]
             block_ms = max(1, min(MAX_BLOCK_MS, round((oldest + self._wait_s - time.monotonic()) * 1000)))
         replies = dict(read_streams(self._client, cursors, count=READ_COUNT, block_ms=block_ms))
-        for stream, take in ((self._frames_key, self._take_frame), (self._detections_key, self._take_detections)):
+        for stream, take in (
+            (self._frames_key, self._take_frame),
+            (self._detections_key, self._take_detections),
+        ):
             for entry_id, fields in replies.get(stream, []):
                 cursors[stream] = entry_id
                 take(fields)
@@ -170,7 +180,9 @@ class CameraFeed:
         ready = [seq for seq in self._pending if seq in self._detections]
         if ready:
             self._show(ready[-1], self._detections[ready[-1]])
-        waited = [seq for seq, (_f, arrived) in self._pending.items() if force or now - arrived >= self._wait_s]
+        waited = [
+            seq for seq, (_f, arrived) in self._pending.items() if force or now - arrived >= self._wait_s
+        ]
         if waited:
             self._show(waited[-1], None)
 
@@ -196,14 +208,23 @@ class CameraFeed:
 
     def _malformed(self, kind: str, error: SchemaError) -> None:
         self._metrics.malformed.labels(kind, error.reason).inc()
-        log_limited(log, f"{self.camera}:{kind}", LIMITED_INTERVAL_S,
-                    "camera %s: %s entry skipped (%s)", self.camera, kind, error)  # fmt: skip
+        log_limited(
+            log,
+            f"{self.camera}:{kind}",
+            LIMITED_INTERVAL_S,
+            "camera %s: %s entry skipped (%s)",
+            self.camera,
+            kind,
+            error,
+        )
 
 
 class LiveHub:
     """Every camera's feed, made on first view."""
 
-    def __init__(self, client: RedisClient, *, wait_ms: float, jpeg_quality: int, metrics: WebMetrics) -> None:
+    def __init__(
+        self, client: RedisClient, *, wait_ms: float, jpeg_quality: int, metrics: WebMetrics
+    ) -> None:
         self._client, self._wait_ms, self._quality, self._metrics = client, wait_ms, jpeg_quality, metrics
         self._feeds: dict[str, CameraFeed] = {}
         self._lock = threading.Lock()
@@ -216,7 +237,11 @@ class LiveHub:
             feed = self._feeds.get(camera)
             if feed is None:
                 feed = self._feeds[camera] = CameraFeed(
-                    self._client, camera, wait_ms=self._wait_ms, jpeg_quality=self._quality, metrics=self._metrics
+                    self._client,
+                    camera,
+                    wait_ms=self._wait_ms,
+                    jpeg_quality=self._quality,
+                    metrics=self._metrics,
                 )
             self.viewers += 1
         self._metrics.streams.inc()

@@ -29,10 +29,16 @@ class WebService:
         self.config, self.console = config, console
         self._socket = _bind(config.host, config.port)
         self.port: int = self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            create_app(console), log_level="warning", access_log=False, proxy_headers=False,
-            timeout_graceful_shutdown=GRACEFUL_S, lifespan="off",
-        ))  # fmt: skip
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(console),
+                log_level="warning",
+                access_log=False,
+                proxy_headers=False,
+                timeout_graceful_shutdown=GRACEFUL_S,
+                lifespan="off",
+            )
+        )
 
     @property
     def url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,15 +18,18 @@ KEEPALIVE_S = 15.0
 
 
 @router.get(
-    "/live", summary="Alert events as they are recorded (text/event-stream), after the last `replay`",
-    response_class=StreamingResponse, responses={200: {"content": {"text/event-stream": {}}}},
-)  # fmt: skip
+    "/live",
+    summary="Alert events as they are recorded (text/event-stream), after the last `replay`",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def live(
     request: Request,
-    camera: list[str] = Query(default=[], description="Only these cameras (repeatable)"),
-    label: list[str] = Query(default=[], description="Only these labels (repeatable)"),
-    replay: int | None = Query(default=None, ge=0, le=1000, description="Events replayed first (default: "
-                               "web.replay_events)"),  # fmt: skip
+    camera: Annotated[list[str], Query(description="Only these cameras (repeatable)")] = [],  # noqa: B006
+    label: Annotated[list[str], Query(description="Only these labels (repeatable)")] = [],  # noqa: B006
+    replay: Annotated[
+        int | None, Query(ge=0, le=1000, description="Events replayed first (default: web.replay_events)")
+    ] = None,
 ) -> StreamingResponse:
     console = console_of(request)
     count = console.config.replay_events if replay is None else replay
@@ -54,8 +58,11 @@ async def live(
                     console.metrics.events_sent.inc()
                     yield _sse(entry)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
 
 
 def _sse(entry: FeedEntry) -> bytes:

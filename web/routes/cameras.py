@@ -39,12 +39,17 @@ class CameraOut(BaseModel):
     @classmethod
     def of(cls, status: CameraStatus, now_ns: int) -> CameraOut:
         return cls(
-            camera=status.camera, up=status.state == "streaming" and status.age_s(now_ns) < UP_WITHIN_S,
-            state=status.state, fps=status.fps, width=status.width, height=status.height,
+            camera=status.camera,
+            up=status.state == "streaming" and status.age_s(now_ns) < UP_WITHIN_S,
+            state=status.state,
+            fps=status.fps,
+            width=status.width,
+            height=status.height,
             last_frame_age_s=(now_ns - status.last_frame_ns) / 1e9 if status.last_frame_ns else None,
-            frames_published=status.frames_published, reconnects=status.reconnects,
+            frames_published=status.frames_published,
+            reconnects=status.reconnects,
             last_error=redact(status.last_error),
-        )  # fmt: skip
+        )
 
 
 async def statuses(request: Request) -> list[CameraOut]:
@@ -64,20 +69,25 @@ async def get_camera(request: Request, camera: str) -> CameraOut:
 
 
 @router.get(
-    "/{camera}/stream.mjpeg", summary="Live view (multipart/x-mixed-replace JPEGs, boxes drawn)",
+    "/{camera}/stream.mjpeg",
+    summary="Live view (multipart/x-mixed-replace JPEGs, boxes drawn)",
     response_class=StreamingResponse,
     responses={200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}}}},
-)  # fmt: skip
+)
 async def stream(request: Request, camera: str) -> StreamingResponse:
     await _known(request, camera)
     console = console_of(request)
     if console.hub.viewers >= console.config.max_streams:
-        raise HTTPException(503, f"{console.config.max_streams} live streams already served (web.max_streams)",
-                            headers={"Retry-After": "5"})  # fmt: skip
+        raise HTTPException(
+            503,
+            f"{console.config.max_streams} live streams already served (web.max_streams)",
+            headers={"Retry-After": "5"},
+        )
     return StreamingResponse(
-        _parts(request, camera), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        _parts(request, camera),
+        media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )  # fmt: skip
+    )
 
 
 async def _parts(request: Request, camera: str) -> AsyncIterator[bytes]:
@@ -95,8 +105,10 @@ async def _parts(request: Request, camera: str) -> AsyncIterator[bytes]:
 
 
 def _part(frame: LiveFrame) -> bytes:
-    head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
-            f"X-Frame-Seq: {frame.seq}\r\nX-Capture-Ts-Ns: {frame.ts_ns}\r\n\r\n")  # fmt: skip
+    head = (
+        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n"
+        f"X-Frame-Seq: {frame.seq}\r\nX-Capture-Ts-Ns: {frame.ts_ns}\r\n\r\n"
+    )
     return head.encode("ascii") + frame.jpeg + b"\r\n"
 
 

@@ -23,9 +23,11 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
     console = console_of(request)
     state = request.scope.get("state", {})
     return TEMPLATES.TemplateResponse(
-        request, template, {"csrf": state.get("csrf", ""), "auth": console.auth_enabled, **context},
+        request,
+        template,
+        {"csrf": state.get("csrf", ""), "auth": console.auth_enabled, **context},
         status_code=status_code,
-    )  # fmt: skip
+    )
 
 
 def checked_camera(camera: str) -> str:

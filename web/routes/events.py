@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,13 +49,26 @@ class EventOut(BaseModel):
         base = f"/api/events/{record.event_id}"
         offset = None if record.clip_start_ms is None else (record.started_ms - record.clip_start_ms) / 1000
         return cls(
-            event_id=record.event_id, camera=record.camera, rule=record.rule, severity=record.severity,
-            label=record.label, track_id=record.track_id, score=record.score, box=record.box,
-            frame_width=record.frame_width, frame_height=record.frame_height, started_ms=record.started_ms,
-            ended_ms=record.ended_ms, reviewed=record.reviewed, note=record.note, clip_state=record.clip_state,
-            clip_error=record.clip_error, clip_offset_s=offset, snapshot_url=f"{base}/snapshot.jpg",
+            event_id=record.event_id,
+            camera=record.camera,
+            rule=record.rule,
+            severity=record.severity,
+            label=record.label,
+            track_id=record.track_id,
+            score=record.score,
+            box=record.box,
+            frame_width=record.frame_width,
+            frame_height=record.frame_height,
+            started_ms=record.started_ms,
+            ended_ms=record.ended_ms,
+            reviewed=record.reviewed,
+            note=record.note,
+            clip_state=record.clip_state,
+            clip_error=record.clip_error,
+            clip_offset_s=offset,
+            snapshot_url=f"{base}/snapshot.jpg",
             clip_url=f"{base}/clip.mp4" if record.clip_state == ClipState.DONE else None,
-        )  # fmt: skip
+        )
 
 
 class EventsPage(BaseModel):
@@ -76,22 +90,30 @@ def checked_event_id(event_id: str) -> str:
 @router.get("", summary="Events, newest first, filtered; one page")
 async def query_events(
     request: Request,
-    camera: str | None = Query(None, description="Only this camera"),
-    label: str | None = Query(None, max_length=64, description="Only this object label"),
-    since: datetime | None = Query(None, description="Started at or after (ISO 8601)"),
-    until: datetime | None = Query(None, description="Started before (ISO 8601)"),
-    reviewed: bool | None = Query(None, description="Only reviewed (true) or not reviewed (false) events"),
-    limit: int = Query(50, ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}"),
-    before: str | None = Query(None, max_length=200, description="A page's next_cursor"),
+    camera: Annotated[str | None, Query(description="Only this camera")] = None,
+    label: Annotated[str | None, Query(max_length=64, description="Only this object label")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Started at or after (ISO 8601; UTC if no zone)")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Started before (ISO 8601; UTC if no zone)")] = None,
+    reviewed: Annotated[bool | None, Query(description="Only reviewed (true) or unreviewed (false)")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}")] = 50,
+    before: Annotated[str | None, Query(max_length=200, description="A page's next_cursor")] = None,
 ) -> EventsPage:
     store = console_of(request).store
     if camera is not None:
         checked_camera(camera)
     try:
         page = await run_in_threadpool(
-            store.query, camera=camera, label=label, since_ms=_ms(since), until_ms=_ms(until),
-            reviewed=reviewed, limit=limit, before=before,
-        )  # fmt: skip
+            store.query,
+            camera=camera,
+            label=label,
+            since_ms=_ms(since),
+            until_ms=_ms(until),
+            reviewed=reviewed,
+            limit=limit,
+            before=before,
+        )
     except ValueError as error:
         raise HTTPException(400, str(error)) from None
     return EventsPage(events=[EventOut.of(record) for record in page.events], next_cursor=page.next_cursor)
@@ -106,7 +128,9 @@ async def get_event(request: Request, event_id: str) -> EventOut:
 async def review_event(request: Request, event_id: str, review: ReviewIn) -> EventOut:
     console = console_of(request)
     checked_event_id(event_id)
-    record = await run_in_threadpool(console.store.review, event_id, reviewed=review.reviewed, note=review.note)
+    record = await run_in_threadpool(
+        console.store.review, event_id, reviewed=review.reviewed, note=review.note
+    )
     if record is None:
         raise HTTPException(404, f"no event {event_id}")
     console.metrics.reviews.inc()
@@ -114,9 +138,11 @@ async def review_event(request: Request, event_id: str, review: ReviewIn) -> Eve
 
 
 @router.get(
-    "/{event_id}/snapshot.jpg", summary="The frame that raised the event, box drawn",
-    response_class=Response, responses={200: {"content": {"image/jpeg": {}}}},
-)  # fmt: skip
+    "/{event_id}/snapshot.jpg",
+    summary="The frame that raised the event, box drawn",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
 async def snapshot(request: Request, event_id: str) -> Response:
     record = await _record(request, event_id)
     console = console_of(request)
@@ -130,14 +156,19 @@ async def snapshot(request: Request, event_id: str) -> Response:
 
 
 @router.get(
-    "/{event_id}/clip.mp4", summary="The event's clip (H.264 MP4; Range requests for seeking)",
-    response_class=FileResponse, responses={200: {"content": {"video/mp4": {}}}, 206: {}},
-)  # fmt: skip
+    "/{event_id}/clip.mp4",
+    summary="The event's clip (H.264 MP4; Range requests for seeking)",
+    response_class=FileResponse,
+    responses={200: {"content": {"video/mp4": {}}}, 206: {}},
+)
 async def clip(request: Request, event_id: str) -> FileResponse:
     record = await _record(request, event_id)
     if record.clip_state != ClipState.DONE or not record.clip_path:
-        raise HTTPException(404, f"event {event_id} has no clip ({record.clip_state}"
-                                 f"{': ' + record.clip_error if record.clip_error else ''})")  # fmt: skip
+        raise HTTPException(
+            404,
+            f"event {event_id} has no clip ({record.clip_state}"
+            f"{': ' + record.clip_error if record.clip_error else ''})",
+        )
     return FileResponse(_media_path(console_of(request).clips_dir, record.clip_path), media_type="video/mp4")
 
 

@@ -32,5 +32,8 @@ async def readyz(request: Request) -> PlainTextResponse:
 @router.get("/api/health", summary="What the console depends on, and whether it answers")
 async def health(request: Request) -> HealthOut:
     console = console_of(request)
-    return HealthOut(redis=await run_in_threadpool(console_of(request).redis_answers), live_streams=console.hub.viewers,
-                     auth=console.auth_enabled)  # fmt: skip
+    return HealthOut(
+        redis=await run_in_threadpool(console_of(request).redis_answers),
+        live_streams=console.hub.viewers,
+        auth=console.auth_enabled,
+    )

@@ -33,8 +33,9 @@ async def login(request: Request) -> Response:
     wait_s = console.limiter.retry_after_s(client)
     if wait_s > 0:
         console.metrics.logins.labels("limited").inc()
-        response = render(request, "login.html", next=target, error="Too many attempts; try again later.",
-                          status_code=429)  # fmt: skip
+        response = render(
+            request, "login.html", next=target, error="Too many attempts; try again later.", status_code=429
+        )
         response.headers["Retry-After"] = str(int(wait_s) + 1)
         return response
     ok = await run_in_threadpool(console.login.check, form.get("user", ""), form.get("password", ""))
@@ -47,9 +48,14 @@ async def login(request: Request) -> Response:
     cookie, _session = console.sessions.issue(console.login.user)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, cookie, max_age=console.config.session_ttl_s, httponly=True, samesite="strict",
-        secure=console.config.cookie_secure, path="/",
-    )  # fmt: skip
+        SESSION_COOKIE,
+        cookie,
+        max_age=console.config.session_ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=console.config.cookie_secure,
+        path="/",
+    )
     return response
 
 
