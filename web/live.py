@@ -87,10 +87,14 @@ class CameraFeed:
         self._pending: OrderedDict[int, tuple[Frame, float]] = OrderedDict()
         self._detections: OrderedDict[int, Detections] = OrderedDict()
         self._shown_seq = -1
+        self._last: LiveFrame | None = None
+        """The frame shown last: a viewer joining a running feed gets it at once."""
 
     def add(self, viewer: Viewer) -> None:
         with self._lock:
             self._viewers.add(viewer)
+            if self._last is not None:
+                viewer.offer(self._last)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"live:{self.camera}", daemon=True)
                 self._metrics.feeds.inc()
@@ -104,7 +108,7 @@ class CameraFeed:
         with self._lock:
             if self._viewers:
                 return True
-            self._thread = None
+            self._thread, self._last = None, None
             self._metrics.feeds.dec()
             return False
 
@@ -202,6 +206,7 @@ class CameraFeed:
             self._metrics.frames_unmatched.labels(self.camera).inc()
         live = LiveFrame(jpeg=jpeg, camera=self.camera, seq=frame.seq, ts_ns=frame.ts_ns)
         with self._lock:
+            self._last = live
             viewers = list(self._viewers)
         for viewer in viewers:
             viewer.offer(live)
