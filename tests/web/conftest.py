@@ -60,7 +60,8 @@ class Served:
             reply = client.post("/login", data={"user": USER, "password": PASSWORD, "next": "/"})
             assert reply.status_code == 303, reply.text
             page = client.get("/events")
-            client.headers["X-CSRF-Token"] = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+            token = page.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+            client.headers["X-CSRF-Token"] = token
             yield client
 
 

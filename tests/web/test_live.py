@@ -68,13 +68,13 @@ def test_viewers_share_one_reader_and_idle_cameras_cost_nothing(
     register(redis_client, "cam2")
     publish_frame(redis_client, 1)
     assert served.console.metrics.feeds._value.get() == 0
-    with served.logged_in() as one, served.logged_in() as two:
-        with one.stream("GET", f"/api/cameras/{CAMERA}/stream.mjpeg") as a, \
-             two.stream("GET", f"/api/cameras/{CAMERA}/stream.mjpeg") as b:  # fmt: skip
-            first, second = parts(a), parts(b)  # held: a closed generator closes its connection
-            assert next(first).headers["x-frame-seq"] == next(second).headers["x-frame-seq"] == "1"
-            assert served.console.metrics.feeds._value.get() == 1, "cam2, unviewed, is not read"
-            assert served.console.hub.viewers == 2
+    path = f"/api/cameras/{CAMERA}/stream.mjpeg"
+    with served.logged_in() as one, served.logged_in() as two, one.stream("GET", path) as a, \
+            two.stream("GET", path) as b:  # fmt: skip
+        first, second = parts(a), parts(b)  # held: a closed generator closes its connection
+        assert next(first).headers["x-frame-seq"] == next(second).headers["x-frame-seq"] == "1"
+        assert served.console.metrics.feeds._value.get() == 1, "cam2, unviewed, is not read"
+        assert served.console.hub.viewers == 2
 
 
 def test_a_malformed_frame_is_counted_and_skipped(serve: Serve, redis_client: redis.Redis) -> None:
@@ -84,8 +84,8 @@ def test_a_malformed_frame_is_counted_and_skipped(serve: Serve, redis_client: re
         stream = parts(reply)
         publish_frame(redis_client, 4)
         assert next(stream).headers["x-frame-seq"] == "4"  # the feed is reading
-        redis_client.xadd(keys.frames_stream(CAMERA), {"v": "1", "camera": CAMERA, "seq": "x", "codec": "jpeg",
-                                                        "width": "9", "height": "9", "data": "x"})  # fmt: skip
+        bad = {"v": "1", "camera": CAMERA, "seq": "x", "codec": "jpeg", "width": "9", "height": "9", "data": "x"}
+        redis_client.xadd(keys.frames_stream(CAMERA), bad)
         publish_frame(redis_client, 5)
         assert next(stream).headers["x-frame-seq"] == "5"
     assert served.console.metrics.malformed.labels("frame", "bad_field")._value.get() == 1
