@@ -84,7 +84,7 @@ def test_a_malformed_frame_is_counted_and_skipped(serve: Serve, redis_client: re
         stream = parts(reply)
         publish_frame(redis_client, 4)
         assert next(stream).headers["x-frame-seq"] == "4"  # the feed is reading
-        bad = {"v": "1", "camera": CAMERA, "seq": "x", "codec": "jpeg", "width": "9", "height": "9", "data": "x"}
+        bad = {"v": "1", "camera": CAMERA, "seq": "x", "codec": "jpeg", "width": 9, "height": 9, "data": "x"}
         redis_client.xadd(keys.frames_stream(CAMERA), bad)
         publish_frame(redis_client, 5)
         assert next(stream).headers["x-frame-seq"] == "5"
