@@ -122,6 +122,8 @@ class ClipJob:
         self.encoder = ClipEncoder(clips_dir / self.clip_path, encoder)
         self.last_ns: int | None = None
         self.undecodable = 0
+        self.caught_up = False
+        """The job has read the frames stream to its end (what is there now): the backlog is done."""
 
     @property
     def event_id(self) -> str:
@@ -172,6 +174,7 @@ class ClipJob:
             self.last_ns = frame.ts_ns
 
     def done(self, now_ms: int) -> bool:
-        """The window is over: a frame past its end came, or the camera sent nothing for long enough."""
-        over = self._passed_end or now_ms > self.end_ms + FINISH_GRACE_MS
+        """The window is over: a frame past its end came, or the stream was read to its end and the
+        camera sent nothing more for long enough."""
+        over = self._passed_end or (self.caught_up and now_ms > self.end_ms + FINISH_GRACE_MS)
         return over and not self._queue

@@ -57,6 +57,9 @@ class EventIntake:
         self._next_reclaim = time.monotonic() + RECLAIM_INTERVAL_S
         self.caught_up = False
         """The last read found nothing new (burst mode's test)."""
+        self.synced = False
+        """The group has been read to its end once: the store knows the ends of the events recorded
+        so far (clips are cut only from then on, or a re-cut would not know where its clip ends)."""
 
     def step(self, *, block_ms: int) -> int:
         """Read, store and acknowledge one batch; how many entries it held. Raises StoreUnavailable
@@ -104,6 +107,7 @@ class EventIntake:
         if not entries:
             self._own_pending = False
         self.caught_up = reading_new and not entries
+        self.synced = self.synced or self.caught_up
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     def _store_event(self, entry_id: bytes, fields: dict) -> None:

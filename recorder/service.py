@@ -109,7 +109,7 @@ class RecordService(LeasedService):
         try:
             if self._intake.step(block_ms=0 if self.jobs else READ_BLOCK_MS):
                 self._next_schedule = 0.0  # new events: look for their clips now
-            if time.monotonic() >= self._next_schedule:
+            if self._intake.synced and time.monotonic() >= self._next_schedule:
                 self._next_schedule = time.monotonic() + SCHEDULE_INTERVAL_S
                 self._schedule()
             if self.jobs:
@@ -183,14 +183,22 @@ class RecordService(LeasedService):
             cursors[keys.frames_stream(camera)] = cursor_text(min(j.cursor for j in self._jobs_of(camera)))
             if self.config.draw_boxes:
                 cursors[keys.detections_stream(camera)] = cursor_text(self._feeds[camera].cursor)
+        behind: set[str] = set()
         for stream, entries in read_streams(self.client, cursors, count=READ_COUNT, block_ms=READ_BLOCK_MS):
             if stream.endswith(":detections"):
                 self._take_detections(stream, entries)
             else:
                 self._take_frames(stream, entries)
-        now_ms = _now_ms()
+                behind.update([stream] if len(entries) == READ_COUNT else [])
         for job in self.jobs.values():
-            job.drain(self._feeds[job.record.camera], now_ms)
+            job.caught_up = keys.frames_stream(job.record.camera) not in behind
+        now_ms = _now_ms()
+        for job in list(self.jobs.values()):
+            try:
+                job.drain(self._feeds[job.record.camera], now_ms)
+            except ClipWriteError as error:  # ffmpeg failed mid-clip (a full disk): the clip is lost
+                del self.jobs[job.event_id]
+                self._clip_failed(job, error)
 
     def _jobs_of(self, camera: str) -> list[ClipJob]:
         return [job for job in self.jobs.values() if job.record.camera == camera]
@@ -235,9 +243,7 @@ class RecordService(LeasedService):
         try:
             size = job.encoder.finish()
         except ClipWriteError as error:
-            self.metrics.clips_failed.labels(error.reason).inc()
-            self._write_failed(record, error, "clip")
-            self.store.set_clip(record.event_id, state=ClipState.FAILED, error=error.reason)
+            self._clip_failed(job, error)
             return
         start_ms, end_ms = job.encoder.first_ns // 1_000_000, job.last_ns // 1_000_000
         self.store.set_clip(record.event_id, state=ClipState.DONE, path=job.clip_path, size_bytes=size,
@@ -247,6 +253,12 @@ class RecordService(LeasedService):
         self.metrics.clip_seconds.inc(job.encoder.slots / job.encoder.fps)
         log.info("camera %s: clip of event %s written: %.1f s, %d bytes", record.camera, record.event_id,
                  job.encoder.slots / job.encoder.fps, size)  # fmt: skip
+
+    def _clip_failed(self, job: ClipJob, error: ClipWriteError) -> None:
+        job.encoder.abort()
+        self.metrics.clips_failed.labels(error.reason).inc()
+        self._write_failed(job.record, error, "clip")
+        self.store.set_clip(job.event_id, state=ClipState.FAILED, error=error.reason)
 
     def _write_failed(self, record: EventRecord, error: ClipWriteError, what: str) -> None:
         if error.reason == "disk_full":

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -169,27 +166,6 @@ def run_burst(
     service = RecordService(config, cameras(*camera_ids), client=client, store=store, burst=True)
     service.run()
     return service
-
-
-@contextmanager
-def running(service: RecordService) -> Iterator[RecordService]:
-    """The service on a thread until the block ends."""
-    thread = threading.Thread(target=service.run, daemon=True)
-    thread.start()
-    try:
-        yield service
-    finally:
-        service.stop()
-        thread.join(30)
-        assert not thread.is_alive()
-
-
-def wait_for(condition, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
 
 
 def probe(path: Path) -> dict:
