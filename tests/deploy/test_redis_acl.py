@@ -156,8 +156,8 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     from tests.support.mosquitto import Mosquitto
     from tests.support.webhook_receiver import Receiver, Script
 
-    admin.set(keys.snapshot_key("e0"), b"jpeg")
-    events = [event(0, snapshot=keys.snapshot_key("e0")), event(1), event(2)]
+    admin.set(keys.snapshot_key("cam1", "e0"), b"jpeg")
+    events = [event(0, snapshot=keys.snapshot_key("cam1", "e0")), event(1), event(2)]
     record(admin, *events)
     receiver, broker = Receiver(Script(reject={events[1].event_id})), Mosquitto(tmp_path).start()
     hook = WebhookSinkConfig(name="hook", type="webhook", url=receiver.url, secret=SECRET,
@@ -174,7 +174,7 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     finally:
         receiver.close()
         broker.stop()
-    assert admin.keys("vigil:lease:*") == [] and admin.acl_log() == []
+    assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
 
 
 def test_the_recorder_records_under_its_own_user(
@@ -232,8 +232,8 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
         ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
         ("XDEL", keys.ALERTS, "0-1"),
         ("XGROUP", "DESTROY", keys.ALERTS, "sink:x"),
-        ("SET", keys.snapshot_key("x"), "jpeg"),
-        ("XREAD", "STREAMS", keys.DETECTIONS, "0"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("XREAD", "STREAMS", keys.detections_stream("cam"), "0"),
         ("SET", keys.lease_key("alerts", "cam"), "me"),
     ],
     "recorder": [
