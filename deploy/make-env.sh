@@ -16,7 +16,7 @@ password() {  # 24 random bytes as 48 hex digits: no quoting needed in an ACL fi
 umask 077
 {
   echo "# Made by deploy/make-env.sh: passwords of docker-compose.yml. Keep it out of version control."
-  for user in INGEST DETECTOR ALERTS SINKS ADMIN; do
+  for user in INGEST DETECTOR ALERTS SINKS RECORDER ADMIN; do
     echo "REDIS_${user}_PASSWORD=$(password)"
   done
   echo "GRAFANA_ADMIN_PASSWORD=$(password)"

@@ -72,6 +72,12 @@ class DetectorMetrics:
         self.cameras_owned = Gauge("vigil_detector_cameras_owned", "Cameras this replica holds", registry=r)
         self.live_tracks = Gauge("vigil_detector_live_tracks", "Tracks alive, all cameras", registry=r)
         self.model_loaded = Gauge("vigil_detector_model_loaded", "1 once the model is loaded", registry=r)
+        self.engine_info = Gauge(
+            "vigil_detector_engine_info",
+            "1 for what runs the network; requested: the configured engine and precision (they differ "
+            "after a fallback, which /readyz explains)",
+            ["engine", "precision", "requested_engine", "requested_precision"], registry=r,
+        )  # fmt: skip
 
     def init_camera(self, camera: str) -> None:
         self.frames_processed.labels(camera)

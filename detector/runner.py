@@ -67,7 +67,10 @@ class DetectorRunner:
         precision: str = "auto",
         engine_cache_dir: str | Path | None = None,
         rect: bool = True,
+        fallback: bool = False,
     ) -> None:
+        """``fallback``: an engine or precision that cannot run falls back to torch (or fp32) with a
+        warning, instead of raising (``detector/engines/build.py``); the service's way."""
         path = Path(weights) if weights else DEFAULT_WEIGHTS
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
@@ -75,12 +78,16 @@ class DetectorRunner:
             EngineChoice(path, engine=engine, precision=precision, device=device,
                          cache_dir=Path(engine_cache_dir) if engine_cache_dir else None, rect=rect,
                          threads=torch_threads),
-            nms_iou_thresh=nms_iou_thresh,
+            fallback=fallback, nms_iou_thresh=nms_iou_thresh,
         )  # fmt: skip
         self.checkpoint = built.checkpoint
         self.device = built.device
         self.engine = built.label
         """``torch-fp32``, ``openvino-int8``, ...: what runs the network."""
+        self.engine_precision = (built.engine, built.precision)
+        self.engine_requested = (engine, precision)
+        self.engine_fallback = built.fallback
+        """Why :attr:`engine` is not what was asked for, or None."""
         self.model = built.model
         self.model.score_thresh = score_thresh
         self.half = built.precision == "fp16"
@@ -98,7 +105,7 @@ class DetectorRunner:
             config.weights, device=config.device, score_thresh=config.score_thresh,
             nms_iou_thresh=config.nms_iou_thresh, torch_threads=config.torch_threads, engine=config.engine,
             precision=config.precision, engine_cache_dir=config.engine_cache_dir,
-            rect=config.letterbox == "rect",
+            rect=config.letterbox == "rect", fallback=True,
         )  # fmt: skip
 
     def decode(self, frame: Frame) -> DecodedFrame:

@@ -99,6 +99,7 @@ class DetectorService(LeasedService):
         self.metrics: DetectorMetrics
         self.runner = runner
         self.metrics.model_loaded.set(1)
+        self.metrics.engine_info.labels(*runner.engine_precision, *runner.engine_requested).set(1)
         self._max_frames = max_frames
         self._max_skew_ns = int(config.max_clock_skew_s * 1e9)
         self._reader = FrameReader(client)
@@ -122,6 +123,11 @@ class DetectorService(LeasedService):
         self.processed = 0
         self.skipped = 0
         """Frames the motion gate kept from the model."""
+
+    @property
+    def readiness_note(self) -> str | None:
+        fallback = self.runner.engine_fallback
+        return None if fallback is None else f"engine fallback to {self.runner.engine}: {fallback}"
 
     # -- reader thread (the service loop) ------------------------------------------------------
 

@@ -51,9 +51,11 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ready: Callable[[], bool] = lambda: True,
+        note: Callable[[], str | None] = lambda: None,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        handler = _make_handler(registry, ready, timeout_s=request_timeout_s)
+        """``note``: a line ``/readyz`` adds to its answer (e.g. a degraded mode), or None."""
+        handler = _make_handler(registry, ready, note, timeout_s=request_timeout_s)
         self._server = _Server((host, port), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
         self._thread.start()
@@ -69,7 +71,8 @@ class MetricsServer:
 
 
 def _make_handler(
-    registry: CollectorRegistry, ready: Callable[[], bool], *, timeout_s: float
+    registry: CollectorRegistry, ready: Callable[[], bool], note: Callable[[], str | None], *,
+    timeout_s: float,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = timeout_s  # StreamRequestHandler sets it on the connection: a silent client is cut off
@@ -93,8 +96,9 @@ def _make_handler(
             elif path == "/healthz":
                 self._reply(200, b"ok\n")
             elif path == "/readyz":
-                is_ready = ready()
-                self._reply(200 if is_ready else 503, b"ready\n" if is_ready else b"not ready\n")
+                is_ready, line = ready(), note()
+                body = ("ready\n" if is_ready else "not ready\n") + (f"{line}\n" if line else "")
+                self._reply(200 if is_ready else 503, body.encode())
             else:
                 self._reply(404, b"not found\n")
 
@@ -112,13 +116,16 @@ def _make_handler(
 
 
 def serve_metrics(
-    config: EndpointConfig, registry: CollectorRegistry, *, ready: Callable[[], bool]
+    config: EndpointConfig, registry: CollectorRegistry, *, ready: Callable[[], bool],
+    note: Callable[[], str | None] = lambda: None,
 ) -> MetricsServer | None:
     """The endpoint a service's config section asks for; None when ``metrics_port`` is None."""
     if config.metrics_port is None:
         return None
     try:
-        return MetricsServer(registry, host=config.metrics_host, port=config.metrics_port, ready=ready)
+        return MetricsServer(
+            registry, host=config.metrics_host, port=config.metrics_port, ready=ready, note=note
+        )
     except OSError as error:  # in use, or an address this host does not have
         raise EndpointError(
             f"metrics endpoint {config.metrics_host}:{config.metrics_port}: cannot listen ({error.strerror})"

@@ -110,6 +110,11 @@ class LeasedService:
         return self._redis_ok is True
 
     @property
+    def readiness_note(self) -> str | None:
+        """A line ``/readyz`` adds to its answer: a subclass says so when it runs degraded."""
+        return None
+
+    @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -121,7 +126,8 @@ class LeasedService:
         self._stop.wait(max(0.0, seconds))
 
     def run(self) -> None:
-        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready)
+        server = serve_metrics(self.config, self.metrics.registry, ready=lambda: self.ready,
+                               note=lambda: self.readiness_note)  # fmt: skip
         # the handlers stay until the leases are given back: a second SIGTERM while draining only
         # asks again to stop, it does not kill the process half-way through its clean-up
         with stop_on_signals(self.stop):

@@ -37,6 +37,7 @@ def _load(args: argparse.Namespace) -> VigilConfig:
     """The config file (or defaults), with every URL's secret registered for redaction, and logging."""
     config = load_config(args.config)
     register_url_secrets(config.redis.url)
+    register_url_secrets(config.record.store_url)
     for camera in config.cameras:
         register_url_secrets(camera.url)
     setup_logging(config.logging.level, config.logging.format)
@@ -110,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     IngestService(
         config.ingest, config.cameras, client=connect(config.redis), burst=args.burst,
-        max_frames=args.max_frames,
+        max_frames=args.max_frames, frames_maxlen={c.id: config.frames_maxlen(c) for c in config.cameras},
     ).run()  # fmt: skip
     return 0
 
@@ -185,6 +186,40 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     from alerts.sinks.service import SinkService
 
     SinkService(config.sinks, client=client, sensors=sensors(config)).run()
+    return 0
+
+
+def add_record(commands: Commands) -> None:
+    parser = _service_command(
+        commands, "record", "Cut an H.264 clip and a snapshot per alert, kept in the event store.",
+        cmd_record,
+    )  # fmt: skip
+    parser.add_argument("--upgrade-db", action="store_true",
+                        help="migrate the event store's schema to this build's, then exit")  # fmt: skip
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.record)
+    from shared.eventstore.store import upgrade_schema
+
+    if args.upgrade_db:
+        before, now = upgrade_schema(config.record.store_url)
+        done = f"{before or 'empty'} -> {now}" if before != now else f"{now} (up to date)"
+        print(f"event store schema: {done}")
+        return 0
+    from recorder.encoder import ffmpeg_available
+    from recorder.service import RecordService
+    from shared.eventstore import EventStore
+    from shared.redis import connect
+
+    if not ffmpeg_available():
+        print("vigil record: no ffmpeg on PATH (apt-get install ffmpeg)", file=sys.stderr)
+        return 2
+    store = EventStore.open(config.record.store_url, upgrade=config.record.upgrade_db)
+    RecordService(config.record, config.cameras, client=connect(config.redis), store=store).run()
+    store.close()
     return 0
 
 
@@ -700,8 +735,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_sinks, add_web, add_subscribe, add_keys, add_cameras,
-    add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
+    add_ingest, add_detect, add_alerts, add_sinks, add_record, add_web, add_subscribe, add_keys,
+    add_cameras, add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}
 

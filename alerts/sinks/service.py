@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 10.0
 """How long a stopping worker may take to finish the delivery in hand."""
-SNAPSHOT_PREFIX = keys.snapshot_key("")
 
 
 class SinkService(LeasedService):
@@ -117,7 +116,7 @@ class SinkService(LeasedService):
 
     def _snapshot(self, event: AlertEvent) -> bytes | None:
         """The JPEG the alerts service stored for ``event`` (None: none, or expired)."""
-        if not event.snapshot or not event.snapshot.startswith(SNAPSHOT_PREFIX):
+        if not event.snapshot or not event.snapshot.startswith(keys.snapshot_key(event.camera, "")):
             return None
         return call(lambda: self.client.get(event.snapshot))
 

@@ -1,14 +1,19 @@
 """From a checkpoint and the configured engine and precision to a ready detector.
 
 ``engine``: ``torch`` (eager; CUDA fp16 on a GPU), ``openvino``, ``onnxruntime``, or ``auto``: on a
-GPU, torch; on the CPU, the fastest installed engine for this checkpoint, measured once (each engine
-times the same 16:9 frame) and remembered in the cache folder, keyed by the checkpoint, the CPU
-and the engines' versions. Only YOLO checkpoints have a dense network to export; the others run
-in torch whatever is asked, and ``auto`` says so.
+GPU, torch; on the CPU, the fastest installed engine for this checkpoint, measured once (each
+engine times the same 16:9 frame, in turns; medians) and remembered in the cache folder, keyed by
+the checkpoint, the CPU and the engines' versions. Only YOLO checkpoints have a dense network to
+export; the others run in torch whatever is asked, and ``auto`` says so.
 
 ``precision``: ``fp32``, ``int8`` (OpenVINO only: the model ``vigil quantize`` made and gated for
 this checkpoint; refused with the reason when there is none), or ``auto`` (INT8 where such a model
 exists, else fp32).
+
+A compiled model that will not load is exported again once; then the choice has failed. With
+``fallback=True`` (the detector service: never a crash loop) a failed choice runs in torch
+instead (an INT8 model that is missing: fp32 of the same engine), with the reason in
+:attr:`BuiltDetector.fallback` and one warning; without, it raises ModelLoadError.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +72,8 @@ class BuiltDetector:
     device: torch.device
     engine: str
     precision: str
+    fallback: str | None = None
+    """Why this is not the engine or precision asked for, or None when it is."""
 
     @property
     def label(self) -> str:
@@ -99,10 +107,14 @@ def engine_version(engine: str) -> str:
     return version()
 
 
-def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDetector:
+def build_detector(
+    choice: EngineChoice, *, fallback: bool = False, **decode_overrides: float
+) -> BuiltDetector:
     """The checkpoint's detector on the chosen engine and precision; ``decode_overrides``
     (``nms_iou_thresh``, ...) go to the checkpoint's builder. Raises ModelLoadError when the choice
-    cannot be met (an engine not installed, INT8 without a gated model, a compiled engine on a GPU)."""
+    cannot be met (an engine not installed or failing to export or load, INT8 without a gated
+    model, a compiled engine on a GPU), unless ``fallback`` (see the module docstring). A checkpoint
+    that does not load raises ModelLoadError either way."""
     if choice.engine not in (*ENGINES, "auto"):
         raise ModelLoadError(f"unknown engine {choice.engine!r}; choose auto or one of {', '.join(ENGINES)}")
     checkpoint = Checkpoint.load(choice.checkpoint)
@@ -115,11 +127,27 @@ def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDete
     engine = choice.engine
     if engine == "auto":
         engine = _auto_engine(choice, model, sha, device, decode_overrides)
-    if engine == "torch":
-        if choice.precision == "int8":
-            raise ModelLoadError("precision int8 needs the openvino engine; torch runs fp32 (fp16 on CUDA)")
-        return BuiltDetector(_eager(model, device), checkpoint, sha, device, "torch",
-                             "fp16" if device.type == "cuda" else "fp32")  # fmt: skip
+    try:
+        if engine == "torch":
+            if choice.precision == "int8":
+                raise ModelLoadError("precision int8 needs the openvino engine; torch runs fp32 "
+                                     "(fp16 on CUDA)")  # fmt: skip
+        else:
+            _check_compilable(engine, checkpoint, model, device)
+            cache = EngineCache(choice.cache_dir or default_cache_dir(), extra_roots=[SHIPPED_ENGINES])
+            compiled, precision = _compiled(model, engine, choice, sha, cache, fallback=fallback)
+            missed = "int8: no gated INT8 model for this checkpoint"
+            return BuiltDetector(compiled, checkpoint, sha, device, engine, precision,
+                                 missed if choice.precision == "int8" != precision else None)  # fmt: skip
+    except ModelLoadError as error:
+        if not fallback:
+            raise
+        log.warning("engine %s %s cannot run (%s); falling back to torch", engine, choice.precision, error)
+        return _torch(model, checkpoint, sha, device, fallback=f"{engine} {choice.precision}: {error}")
+    return _torch(model, checkpoint, sha, device)
+
+
+def _check_compilable(engine: str, checkpoint: Checkpoint, model: Detector, device: torch.device) -> None:
     if device.type != "cpu":
         raise ModelLoadError(f"engine {engine} runs on the CPU only; device is {device}")
     if not isinstance(model, YOLO):
@@ -128,9 +156,13 @@ def build_detector(choice: EngineChoice, **decode_overrides: float) -> BuiltDete
         )
     if (problem := unusable(engine)) is not None:
         raise ModelLoadError(problem)
-    cache = EngineCache(choice.cache_dir or default_cache_dir(), extra_roots=[SHIPPED_ENGINES])
-    compiled, precision = _compiled(model, engine, choice, sha, cache)
-    return BuiltDetector(compiled, checkpoint, sha, device, engine, precision)
+
+
+def _torch(
+    model: Detector, checkpoint: Checkpoint, sha: str, device: torch.device, *, fallback: str | None = None
+) -> BuiltDetector:
+    return BuiltDetector(_eager(model, device), checkpoint, sha, device, "torch",
+                         "fp16" if device.type == "cuda" else "fp32", fallback)  # fmt: skip
 
 
 def _eager(model: Detector, device: torch.device) -> Detector:
@@ -144,7 +176,7 @@ def _eager(model: Detector, device: torch.device) -> Detector:
 
 
 def _compiled(
-    model: YOLO, engine: str, choice: EngineChoice, sha: str, cache: EngineCache
+    model: YOLO, engine: str, choice: EngineChoice, sha: str, cache: EngineCache, *, fallback: bool
 ) -> tuple[CompiledYOLO, str]:
     version = engine_version(engine)
     precision = choice.precision
@@ -153,12 +185,20 @@ def _compiled(
         if int8 is not None:
             return _wrap(model, _load(engine, int8.path(MODEL_FILES[engine]), "int8", choice)), "int8"
         if precision == "int8":
-            raise ModelLoadError(
-                f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make one with "
-                "`vigil quantize` or use precision fp32 (engine int8 needs openvino)"
-            )
-    entry = cache.fetch(EntryKey(sha, engine, version, "fp32"), lambda folder: _export(model, engine, folder))
-    return _wrap(model, _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)), "fp32"
+            problem = (f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make "
+                       "one with `vigil quantize` or use precision fp32 (int8 needs openvino)")  # fmt: skip
+            if not fallback:
+                raise ModelLoadError(problem)
+            log.warning("%s; running %s fp32", problem, engine)
+    key = EntryKey(sha, engine, version, "fp32")
+    entry = cache.fetch(key, lambda folder: _export(model, engine, folder))
+    try:
+        loaded = _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)
+    except ModelLoadError as error:  # sound files the engine will not load: export once more
+        log.warning("engine cache: %s will not load (%s); exporting it again", entry.folder, error)
+        entry = cache.store(key, lambda folder: _export(model, engine, folder))
+        loaded = _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)
+    return _wrap(model, loaded), "fp32"
 
 
 MODEL_FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
@@ -170,7 +210,10 @@ EXPORTERS: dict[str, Callable[[YOLO, Path], Parity]] = {
 
 def _export(model: YOLO, engine: str, folder: Path) -> dict[str, object]:
     started = time.perf_counter()
-    parity = EXPORTERS[engine](model, folder / MODEL_FILES[engine])
+    try:
+        parity = EXPORTERS[engine](model, folder / MODEL_FILES[engine])
+    except (RuntimeError, ValueError, OSError) as error:  # torch.onnx, onnx, openvino's converter
+        raise ModelLoadError(f"{engine} export failed: {error}") from error
     if not parity.ok():
         raise ModelLoadError(f"{engine} export differs from eager PyTorch: {parity}")
     log.info("exported the dense network to %s in %.1f s (max |diff| scores %.1e, boxes %.1e px)",
@@ -179,6 +222,7 @@ def _export(model: YOLO, engine: str, folder: Path) -> dict[str, object]:
 
 
 def _load(engine: str, path: Path, precision: str, choice: EngineChoice) -> DenseEngine:
+    """The engine's model from ``path``; ModelLoadError when the engine refuses it."""
     if engine == "openvino":
         from detector.engines.openvino_engine import OpenVINOEngine
 
@@ -194,7 +238,8 @@ def _wrap(model: YOLO, engine: DenseEngine) -> CompiledYOLO:
 
 # -- auto ---------------------------------------------------------------------------------------
 
-TIMED_CALLS = 5
+TIMED_CALLS = 3
+TIMED_ROUNDS = 5
 
 
 def _auto_engine(
@@ -217,12 +262,7 @@ def _auto_engine(
             return chosen
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    timings = {
-        engine: _time_engine(
-            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), decode_overrides
-        )
-        for engine in candidates
-    }
+    timings = _time_engines(choice, candidates, decode_overrides)
     chosen = min(timings, key=timings.__getitem__)
     log.info("engine auto: %s (ms per 16:9 frame, fp32: %s)", chosen,
              ", ".join(f"{engine} {ms:.1f}" for engine, ms in timings.items()))  # fmt: skip
@@ -231,15 +271,27 @@ def _auto_engine(
     return chosen
 
 
-def _time_engine(choice: EngineChoice, decode_overrides: dict) -> float:
-    built = build_detector(choice, **decode_overrides)
-    size = built.model.input_size
+def _time_engines(choice: EngineChoice, engines: list[str], decode_overrides: dict) -> dict[str, float]:
+    """Median ms per 16:9 frame of each engine (fp32): ``TIMED_ROUNDS`` rounds of ``TIMED_CALLS``
+    calls, the engines taking turns within a round, so that a busy second on a shared host slows
+    them all rather than deciding the choice."""
+    models = {}
+    for engine in engines:
+        models[engine] = build_detector(
+            EngineChoice(**{**choice.__dict__, "engine": engine, "precision": "fp32"}), **decode_overrides
+        ).model
+    size = next(iter(models.values())).input_size
     image = torch.randint(0, 256, (3, size * 9 // 16, size), dtype=torch.uint8)
-    built.model.predict([image])  # warm-up: compilation, first allocations
-    started = time.perf_counter()
-    for _ in range(TIMED_CALLS):
-        built.model.predict([image])
-    return 1000 * (time.perf_counter() - started) / TIMED_CALLS
+    for model in models.values():
+        model.predict([image])  # warm-up: compilation, first allocations
+    samples: dict[str, list[float]] = {engine: [] for engine in engines}
+    for round_ in range(TIMED_ROUNDS):
+        for engine in engines[round_ % len(engines):] + engines[: round_ % len(engines)]:
+            started = time.perf_counter()
+            for _ in range(TIMED_CALLS):
+                models[engine].predict([image])
+            samples[engine].append(1000 * (time.perf_counter() - started) / TIMED_CALLS)
+    return {engine: statistics.median(values) for engine, values in samples.items()}
 
 
 def _cpu_tag(versions: dict[str, str]) -> str:

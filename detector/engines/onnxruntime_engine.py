@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.models.errors import ModelLoadError
+
 
 def version() -> str:
     import onnxruntime
@@ -25,7 +27,15 @@ class ONNXRuntimeEngine:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             options.intra_op_num_threads = threads
-        self._session = onnxruntime.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+        try:
+            self._session = onnxruntime.InferenceSession(
+                str(onnx), options, providers=["CPUExecutionProvider"]
+            )
+        except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph,
+                ort_errors.NoSuchFile, ort_errors.InvalidArgument) as error:  # fmt: skip
+            raise ModelLoadError(f"onnxruntime cannot load {Path(onnx).name}: {error}") from error
         self._input = self._session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.models.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
 MAX_SHAPES = 8
 """Compiled shapes kept; the least recently used beyond this is released."""
@@ -46,7 +48,10 @@ class OpenVINOEngine:
 
         self.precision = precision
         self._core = openvino.Core()
-        self._model = self._core.read_model(str(xml))
+        try:
+            self._model = self._core.read_model(str(xml))
+        except RuntimeError as error:  # what openvino raises for a file it cannot parse
+            raise ModelLoadError(f"openvino cannot load {Path(xml).name}: {error}") from error
         self._config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if precision == "fp32":  # no silent bf16 on CPUs that have it: fp32 means fp32
             self._config["INFERENCE_PRECISION_HINT"] = "f32"

@@ -12,6 +12,7 @@ an empty database and compare the result with ``schema.py``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -21,6 +22,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per step at INFO; the store logs the upgrade
 
 
 def _config() -> Config:

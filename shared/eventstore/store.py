@@ -177,6 +177,16 @@ def parse_cursor(cursor: str) -> tuple[int, str]:
     return int(ms), event_id
 
 
+def upgrade_schema(url: str) -> tuple[str | None, str]:
+    """Migrate the store at ``url`` to this build's schema (``vigil record --upgrade-db``);
+    (the revision before, the revision now)."""
+    engine = make_engine(url)
+    try:
+        return _guard("schema upgrade", lambda: migrate.upgrade(engine))
+    finally:
+        engine.dispose()
+
+
 class EventStore:
     """The store's whole API; thread-safe (a connection per call, from SQLAlchemy's pool)."""
 

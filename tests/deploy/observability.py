@@ -147,10 +147,11 @@ def dashboard_queries(camera: str = ".*") -> list[tuple[str, str, str]]:
 
 
 def local_prometheus_config(
-    directory: Path, targets: Mapping[str, str], *, scrape_interval: str | None = None
+    directory: Path, targets: Mapping[str, str], *, scrape_interval: str | None = None, only: bool = False
 ) -> Path:
     """A copy of prometheus.yml (and rules.yml) in ``directory`` whose jobs scrape ``targets``
-    (job name -> "host:port", e.g. ``{"vigil-ingest": "127.0.0.1:9101"}``); other jobs unchanged.
+    (job name -> "host:port", e.g. ``{"vigil-ingest": "127.0.0.1:9101"}``); other jobs unchanged,
+    or left out with ``only``.
     ``scrape_interval`` (e.g. "1s") replaces the global scrape and rule evaluation intervals and
     bounds the scrape timeout."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
@@ -161,6 +162,8 @@ def local_prometheus_config(
     unknown = set(targets) - jobs
     if unknown:
         raise ValueError(f"no such scrape jobs: {sorted(unknown)} (have {sorted(jobs)})")
+    if only:
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in targets]
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
             job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]

@@ -35,17 +35,20 @@ COMPOSE_CONFIG = ROOT / "config" / "vigil.compose.yaml"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 
-VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts", "sinks": "sinks"}
+VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts", "sinks": "sinks",
+                  "record": "record"}  # fmt: skip
 """Compose service → ``vigil`` command, in the default (CPU) set."""
 GPU_DETECTOR = "detector-gpu"
-COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
+COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks",
+                   "record": "record"}  # fmt: skip
 """``vigil`` command → its config section (the one with its metrics port)."""
 REDIS_URL = "redis://redis:6379/0"
 """The compose config file's Redis; docker-compose.yml adds each service's user and password."""
-REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
+REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks",
+               "record": "recorder"}  # fmt: skip
 """``vigil`` command → its Redis user in deploy/redis/users.acl."""
 COMPOSE_ENV = {f"REDIS_{user}_PASSWORD": f"{user.lower()}-test-password-0123456789"
-               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS", "SINKS")}  # fmt: skip
+               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS", "SINKS", "RECORDER")}  # fmt: skip
 """What deploy/make-env.sh writes into .env (compose refuses to start without them)."""
 REDIS_DIR = ROOT / "deploy" / "redis"
 

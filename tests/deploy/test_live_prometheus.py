@@ -67,7 +67,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
     assert binary, "Debian's prometheus package (tools/system-deps.sh)"
     first = _free_ports(len(JOBS) + 1)
     targets = {job: f"127.0.0.1:{first + i}" for i, job in enumerate(JOBS)}
-    config = local_prometheus_config(tmp_path, targets, scrape_interval="1s")
+    config = local_prometheus_config(tmp_path, targets, scrape_interval="1s", only=True)  # demo: no sinks
     address = f"127.0.0.1:{first + len(JOBS)}"
     log = (tmp_path / "prometheus.log").open("w")
     process = subprocess.Popen(

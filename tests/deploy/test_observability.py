@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.config import AlertsConfig, DetectorConfig, IngestConfig
+from shared.config import AlertsConfig, DetectorConfig, IngestConfig, RecordConfig, SinksConfig
 from tests.deploy.observability import (
     DASHBOARD,
     DATASOURCE_UID,
@@ -34,6 +34,8 @@ JOBS = {
     "vigil-ingest": f"ingest:{IngestConfig().metrics_port}",
     "vigil-detector": f"detector:{DetectorConfig().metrics_port}",
     "vigil-alerts": f"alerts:{AlertsConfig().metrics_port}",
+    "vigil-sinks": f"sinks:{SinksConfig().metrics_port}",
+    "vigil-record": f"record:{RecordConfig().metrics_port}",
 }
 ALERTS = {
     "VigilServiceDown", "VigilCameraDown", "VigilIngestDropRateHigh", "VigilDetectorDropRateHigh",
@@ -53,7 +55,7 @@ def test_prometheus_config_passes_promtool() -> None:
     _ok(run_promtool("check", "config", PROMETHEUS_CONFIG))  # also checks the rule files it names
 
 
-def test_prometheus_config_scrapes_the_three_services() -> None:
+def test_prometheus_config_scrapes_every_service() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["global"]["scrape_interval"] == "5s"
     assert config["rule_files"] == ["rules.yml"]

@@ -11,6 +11,7 @@ service evaluates, records an event with a snapshot and forwards it over ZeroMQ.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from tests.support.services import running, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "samples" / "pistols.mp4"
-SERVICE_USERS = ("ingest", "detector", "alerts", "sinks")
+SERVICE_USERS = ("ingest", "detector", "alerts", "sinks", "recorder")
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +156,8 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     from tests.support.mosquitto import Mosquitto
     from tests.support.webhook_receiver import Receiver, Script
 
-    admin.set(keys.snapshot_key("e0"), b"jpeg")
-    events = [event(0, snapshot=keys.snapshot_key("e0")), event(1), event(2)]
+    admin.set(keys.snapshot_key("cam1", "e0"), b"jpeg")
+    events = [event(0, snapshot=keys.snapshot_key("cam1", "e0")), event(1), event(2)]
     record(admin, *events)
     receiver, broker = Receiver(Script(reject={events[1].event_id})), Mosquitto(tmp_path).start()
     hook = WebhookSinkConfig(name="hook", type="webhook", url=receiver.url, secret=SECRET,
@@ -173,7 +174,35 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     finally:
         receiver.close()
         broker.stop()
-    assert admin.keys("vigil:lease:*") == [] and admin.acl_log() == []
+    assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
+
+
+def test_the_recorder_records_under_its_own_user(
+    server: ComposeRedis, admin: redis.Redis, tmp_path: Path
+) -> None:
+    """A clip with boxes (frames and detections read in one XREAD) and its snapshot; nothing refused."""
+    from shared.eventstore import ClipState, EventStore
+    from tests.recorder.conftest import (
+        S,
+        jpeg,
+        picture,
+        publish_frames,
+        record_alert,
+        record_config,
+        run_burst,
+    )
+
+    t0 = time.time_ns() - 60 * S
+    publish_frames(admin, "cam", first_seq=0, start_ns=t0, count=40, boxes=True)
+    snapshot = jpeg(picture(1))
+    record_alert(admin, "cam", started_ns=t0 + 4 * S, ended_ns=t0 + 5 * S, event_id="ev1", snapshot=snapshot)
+    store = EventStore.open(f"sqlite:///{tmp_path}/events.db")
+    run_burst(record_config(tmp_path, draw_boxes=True), server.client("recorder"), store, "cam")
+    record = store.get("ev1")
+    store.close()
+    assert record is not None and record.clip_state is ClipState.DONE and record.snapshot_path is not None
+    assert admin.xpending(keys.ALERTS, keys.RECORD_GROUP)["pending"] == 0
+    assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
 
 
 FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
@@ -203,8 +232,18 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
         ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
         ("XDEL", keys.ALERTS, "0-1"),
         ("XGROUP", "DESTROY", keys.ALERTS, "sink:x"),
-        ("SET", keys.snapshot_key("x"), "jpeg"),
-        ("XREAD", "STREAMS", keys.DETECTIONS, "0"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("XREAD", "STREAMS", keys.detections_stream("cam"), "0"),
+        ("SET", keys.lease_key("alerts", "cam"), "me"),
+    ],
+    "recorder": [
+        ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
+        ("XGROUP", "DESTROY", keys.ALERTS, keys.RECORD_GROUP),
+        ("XADD", keys.frames_stream("cam"), "*", "k", "v"),  # frames and detections are read-only to it
+        ("XTRIM", keys.frames_stream("cam"), "MAXLEN", "0"),
+        ("XADD", keys.detections_stream("cam"), "*", "k", "v"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("DEL", keys.snapshot_key("cam", "x")),
         ("SET", keys.lease_key("alerts", "cam"), "me"),
     ],
 }

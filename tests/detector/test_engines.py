@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from detector.engines import build
 from detector.engines.build import (
     EngineChoice,
     build_detector,
@@ -19,6 +20,7 @@ from detector.engines.build import (
 )
 from detector.engines.cache import EngineCache, EntryKey
 from detector.engines.quantize import quantize
+from detector.models.checkpoint import file_sha256
 from detector.models.errors import ModelLoadError
 from detector.runner import DEFAULT_WEIGHTS
 from detector.training.datasets import list_samples, read_rgb
@@ -199,3 +201,55 @@ def _small_data(folder: Path, *, train: int, val: int) -> Path:
     yaml = folder / "data" / "data.yaml"
     yaml.write_text("path: .\ntrain: images/train\nval: images/val\nnc: 1\nnames: ['pistol']\n")
     return yaml
+
+
+# -- faults: the service falls back, never crash-loops ------------------------------------------
+
+
+def test_a_cached_model_the_engine_will_not_load_is_exported_again_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    weights = _copy_weights(tmp_path)
+    key = EntryKey(file_sha256(weights), "onnxruntime", engine_version("onnxruntime"), "fp32")
+
+    def unloadable(folder: Path) -> dict:
+        (folder / "model.onnx").write_bytes(b"not onnx")  # its sha256 in the manifest: sound, but not ONNX
+        return {}
+
+    EngineCache(tmp_path).store(key, unloadable)
+    with caplog.at_level(logging.WARNING):
+        built = build_detector(EngineChoice(weights, engine="onnxruntime", precision="fp32", device="cpu",
+                                            cache_dir=tmp_path))  # fmt: skip
+    assert (built.label, built.fallback) == ("onnxruntime-fp32", None)
+    assert "will not load" in caplog.text and "exporting it again" in caplog.text
+    assert built.model.predict(val_images(1))
+
+
+def test_the_service_falls_back_to_torch_when_the_engine_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    weights = _copy_weights(tmp_path)
+    choice = EngineChoice(weights, engine="openvino", precision="fp32", device="cpu", cache_dir=tmp_path)
+
+    def broken_export(model: object, path: Path) -> None:
+        path.write_bytes(b"half")
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setitem(build.EXPORTERS, "openvino", broken_export)
+    with pytest.raises(ModelLoadError, match="openvino export failed: converter crashed"):
+        build_detector(choice)
+    with caplog.at_level(logging.WARNING):
+        built = build_detector(choice, fallback=True)
+    assert built.label == "torch-fp32" and "export failed" in (built.fallback or "")
+    assert "falling back to torch" in caplog.text
+    assert not list(tmp_path.glob("*-openvino-*")), "no entry is left by the failed export"
+
+    monkeypatch.setattr(build, "installed", lambda engine: engine != "onnxruntime")
+    gone = build_detector(EngineChoice(**{**choice.__dict__, "engine": "onnxruntime"}), fallback=True)
+    assert gone.label == "torch-fp32" and "not installed" in (gone.fallback or "")
+
+
+def test_int8_without_a_gated_model_runs_fp32_in_the_service(tmp_path: Path) -> None:
+    built = build_detector(EngineChoice(_copy_weights(tmp_path), engine="openvino", precision="int8",
+                                        device="cpu", cache_dir=tmp_path), fallback=True)  # fmt: skip
+    assert built.label == "openvino-fp32" and "no gated INT8 model" in (built.fallback or "")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
+from detector.engines import build
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
 from shared.config import DetectorConfig, RedisConfig, VerifierConfig
-from shared.redis import EmbeddedRedis, connect
+from shared.redis import EmbeddedRedis, connect, free_port
 from shared.schemas import Detection, Detections
 from tests.detector.conftest import RECTANGLE, background_box, jpeg_frame, push, tiled_frame
 from tests.support.services import running, wait_for
@@ -74,6 +76,30 @@ def test_frames_in_detections_out_in_source_pixels(redis_client: redis.Redis, ru
         assert all(obj.label == "pistol" for obj in message.objects)
         assert all(obj.verify_score is None for obj in message.objects), "no verifier configured"
         assert "verify" not in message.timings_ms
+
+
+def test_an_engine_that_cannot_run_falls_back_to_torch_and_says_so(
+    redis_client: redis.Redis, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build, "installed", lambda engine: engine != "openvino")  # as if not installed
+    fallen = DetectorRunner(tiny_checkpoint, engine="openvino", precision="fp32", engine_cache_dir=tmp_path,
+                            fallback=True)  # fmt: skip
+    assert fallen.engine == "torch-fp32"
+    port = free_port()
+    service = DetectorService(detector_config(metrics_port=port), ["cam"], client=redis_client, runner=fallen)
+    with running(service):
+        assert wait_for(owns(redis_client, "cam"), 10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+            assert reply.status == 200
+            assert reply.read().decode() == (
+                "ready\nengine fallback to torch-fp32: openvino fp32: engine openvino is not installed "
+                "(pip install openvino)\n"
+            )
+        push(redis_client, jpeg_frame("cam", 0, 320, 240))
+        assert wait_for(lambda: len(detections(redis_client)) == 1, 10), "and it detects"
+    info = {"engine": "torch", "precision": "fp32", "requested_engine": "openvino",
+            "requested_precision": "fp32"}
+    assert service.metrics.registry.get_sample_value("vigil_detector_engine_info", info) == 1
 
 
 def test_malformed_and_stale_entries_are_skipped_and_counted(

@@ -3,8 +3,8 @@
 The key layout keeps a camera's keys in one slot and spreads cameras over the shards; the URL
 reaches a cluster through any live seed; streams of many slots are read together. Then the
 Redis-touching tests of leases, the registry, track ids, snapshots (MULTI/EXEC), the alert history
-(its Lua script) and the alerts service run again, unchanged, with their ``redis_client`` on the
-cluster: a CROSSSLOT anywhere in those code paths fails them.
+(its Lua script), the alerts service and the webhook sink (its dead letters) run again, unchanged,
+with their ``redis_client`` on the cluster: a CROSSSLOT anywhere in those code paths fails them.
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
+from alerts.sinks.deadletter import DeadLetters
 from shared import keys
 from shared.config import RedisConfig
 from shared.leases import LeaseManager
 from shared.redis import connect, free_port
 from shared.registry import CameraStatus, write_status
 from shared.streams import CLUSTER_POLL_MS, read_streams
+from tests.alerts.sinks.conftest import receiver  # noqa: F401  the webhook tests' fixture
+from tests.alerts.sinks.test_webhook import (  # noqa: F401  dead letters + XACK in one MULTI/EXEC
+    test_every_event_arrives_once_by_id_signed_through_failures_and_a_timeout,
+    test_lag_counts_the_events_not_yet_delivered,
+    test_replicas_share_the_sinks_and_take_over_a_stopped_one,
+)
 from tests.alerts.test_service import (  # noqa: F401  run here again, on the cluster
     test_a_cursor_older_than_the_stream_is_counted_as_trimmed,
     test_snapshot_of_the_frame_with_the_box,
@@ -152,6 +159,20 @@ def test_each_service_user_of_users_acl_works_on_the_cluster(
         len(read_streams(alerts, {keys.detections_stream(c): "0-0" for c in cameras}, count=5, block_ms=10))
         == 4
     )
+    sinks = client("sinks")
+    assert LeaseManager(sinks, group="sinks", instance="i-1", ttl_s=5).sync(["hook"]) == {"hook"}
+    entry = alerts.xadd(keys.ALERTS, {"event": "{}"})
+    sinks.xgroup_create(keys.ALERTS, keys.sink_group("hook"), id="0")
+    assert sinks.xreadgroup(keys.sink_group("hook"), "i-1", {keys.ALERTS: ">"}, count=1)
+    DeadLetters(sinks, "hook", maxlen=10).add_and_ack(entry, "{}", error="HTTP 400", attempts=1)
+    assert sinks.xpending(keys.ALERTS, keys.sink_group("hook"))["pending"] == 0
+    recorder = client("recorder")  # its group on the history; a camera's frames and detections in one XREAD
+    assert LeaseManager(recorder, group="record", instance="i-1", ttl_s=5).sync(cameras) == frozenset(cameras)
+    recorder.xgroup_create(keys.ALERTS, keys.RECORD_GROUP, id="0")
+    [[_, [(recorded, _)]]] = recorder.xreadgroup(keys.RECORD_GROUP, "i-1", {keys.ALERTS: ">"}, count=1)
+    recorder.xack(keys.ALERTS, keys.RECORD_GROUP, recorded)
+    both = {key: "0-0" for c in cameras for key in (keys.frames_stream(c), keys.detections_stream(c))}
+    assert len(read_streams(recorder, both, count=5, block_ms=10)) == 8
     assert all(node.client().acl_log() == [] for node in redis_cluster.alive().values())
-    for user in (ingest, detector, alerts):
+    for user in (ingest, detector, alerts, sinks, recorder):
         user.close()

@@ -43,7 +43,9 @@ def test_metrics_server_serves_metrics_and_health() -> None:
     registry = CollectorRegistry()
     Counter("vigil_test_things", "Things", registry=registry).inc(3)
     ready = {"value": False}
-    server = MetricsServer(registry, host="127.0.0.1", port=0, ready=lambda: ready["value"])
+    note: dict[str, str | None] = {"value": None}
+    server = MetricsServer(registry, host="127.0.0.1", port=0, ready=lambda: ready["value"],
+                           note=lambda: note["value"])  # fmt: skip
     base = f"http://127.0.0.1:{server.port}"
     try:
         status, body = get(f"{base}/metrics")
@@ -52,7 +54,9 @@ def test_metrics_server_serves_metrics_and_health() -> None:
         assert get(f"{base}/healthz")[0] == 200
         assert get(f"{base}/readyz")[0] == 503
         ready["value"] = True
-        assert get(f"{base}/readyz")[0] == 200
+        assert get(f"{base}/readyz") == (200, b"ready\n")
+        note["value"] = "engine fallback to torch-fp32"
+        assert get(f"{base}/readyz") == (200, b"ready\nengine fallback to torch-fp32\n")
         assert get(f"{base}/nope")[0] == 404
     finally:
         server.close()

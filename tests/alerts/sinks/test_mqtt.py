@@ -82,8 +82,8 @@ def test_a_gun_event_arrives_with_qos1_discovery_state_and_snapshot(
     redis_client: redis.Redis, broker: Mosquitto, subscriber: Subscriber, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    redis_client.set(keys.snapshot_key("e1"), b"\xff\xd8jpeg\xff\xd9")
-    started = event(1, snapshot=keys.snapshot_key("e1"))
+    redis_client.set(keys.snapshot_key("cam1", "e1"), b"\xff\xd8jpeg\xff\xd9")
+    started = event(1, snapshot=keys.snapshot_key("cam1", "e1"))
     with running(sinks(redis_client, broker, username="vigil", password=PASSWORD)) as service:
         assert wait_for(lambda: subscriber.on("homeassistant/binary_sensor/vigil_cam1_gun/config"), 10)
         time.sleep(0.3)  # the group exists: events from now on are delivered
