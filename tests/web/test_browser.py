@@ -16,8 +16,20 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.web.conftest import BOX, CAMERA, EVENT_ID, PASSWORD, USER, Serve, alert, publish_alert, \
-    publish_detections, publish_frame, record_with_clip, register  # fmt: skip
+from tests.web.conftest import (
+    BOX,
+    CAMERA,
+    EVENT_ID,
+    PASSWORD,
+    USER,
+    Serve,
+    alert,
+    publish_alert,
+    publish_detections,  # fmt: skip
+    publish_frame,
+    record_with_clip,
+    register,
+)
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
