@@ -25,7 +25,7 @@ from tests.web.conftest import (
     Serve,
     alert,
     publish_alert,
-    publish_detections,  # fmt: skip
+    publish_detections,
     publish_frame,
     record_with_clip,
     register,
@@ -34,8 +34,10 @@ from tests.web.conftest import (
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                       reason="needs Debian's chromium and chromium-driver (tools/system-deps.sh)"),  # fmt: skip
+    pytest.mark.skipif(
+        not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+        reason="needs Debian's chromium and chromium-driver (tools/system-deps.sh)",
+    ),
 ]
 RED_PIXELS_JS = """
 const img = arguments[0], box = arguments[1];
@@ -57,8 +59,14 @@ def browser(tmp_path: Path) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1280,900", "--autoplay-policy=no-user-gesture-required"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(30)
@@ -114,7 +122,9 @@ def test_an_operator_sees_the_camera_and_reviews_a_gun_alert(
     driver.find_element(By.ID, "login").click()
 
     # the grid: cam1 live, with the pistol's box drawn on the frame
-    image = wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, f'figure[data-camera="{CAMERA}"] img.live'))
+    image = wait(
+        driver, lambda d: d.find_element(By.CSS_SELECTOR, f'figure[data-camera="{CAMERA}"] img.live')
+    )
     red = wait(driver, lambda d: (share := d.execute_script(RED_PIXELS_JS, image, list(BOX))) > 0.8 and share)
     assert red > 0.8
     wait(driver, lambda d: "up" in d.find_element(By.CSS_SELECTOR, ".status").text)
@@ -135,7 +145,9 @@ def test_an_operator_sees_the_camera_and_reviews_a_gun_alert(
     wait(driver, lambda d: d.execute_script("return document.getElementById('clip').duration > 0"))
     driver.execute_script("document.getElementById('clip').play()")
     start = driver.execute_script("return document.getElementById('clip').currentTime")
-    wait(driver, lambda d: d.execute_script("return document.getElementById('clip').currentTime") > start + 0.3)
+    wait(
+        driver, lambda d: d.execute_script("return document.getElementById('clip').currentTime") > start + 0.3
+    )
     assert driver.execute_script("return document.getElementById('snapshot').naturalWidth") > 0
     shot("4-event")
 
