@@ -736,7 +736,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 COMMANDS = (
     add_ingest, add_detect, add_alerts, add_sinks, add_record, add_web, add_subscribe, add_keys,
-    add_cameras, add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
+    add_cameras, add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export,
+    add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}
 

@@ -26,12 +26,18 @@ def test_query_filters_pages_and_bounds(serve: Serve) -> None:
         assert len(rest["events"]) == 3 and rest["next_cursor"] is None
         cam1 = client.get("/api/events", params={"camera": "cam1"}).json()["events"]
         assert {e["event_id"] for e in cam1} == {"e1", "e3"}
-        unreviewed = client.get("/api/events", params={"camera": "cam1", "reviewed": "false"}).json()["events"]
+        unreviewed = client.get("/api/events", params={"camera": "cam1", "reviewed": "false"}).json()[
+            "events"
+        ]
         assert [e["event_id"] for e in unreviewed] == ["e3"]
         assert client.get("/api/events", params={"since": "2999-01-01T00:00:00"}).json()["events"] == []
-        for params, expect in (({"limit": 1000}, "limit"), ({"reviewed": "maybe"}, "reviewed"),
-                               ({"since": "yesterday"}, "since"), ({"camera": "../x"}, "camera id"),
-                               ({"before": "nope"}, "cursor")):  # fmt: skip
+        for params, expect in (
+            ({"limit": 1000}, "limit"),
+            ({"reviewed": "maybe"}, "reviewed"),
+            ({"since": "yesterday"}, "since"),
+            ({"camera": "../x"}, "camera id"),
+            ({"before": "nope"}, "cursor"),
+        ):
             reply = client.get("/api/events", params=params)
             assert reply.status_code in (400, 422) and expect in reply.json()["detail"], (params, reply.text)
         assert client.get("/api/events/nope").status_code == 404
@@ -93,5 +99,8 @@ def test_the_live_feed_replays_then_follows(serve: Serve, redis_client: redis.Re
         threading.Timer(0.3, publish_alert, (redis_client, alert("new"))).start()
         assert next(events)["event_id"] == "other"
         assert next(events)["event_id"] == "new"
-    with served.logged_in() as client, client.stream("GET", "/api/alerts/live?camera=cam1&replay=10") as reply:
+    with (
+        served.logged_in() as client,
+        client.stream("GET", "/api/alerts/live?camera=cam1&replay=10") as reply,
+    ):
         assert "cam9" not in {next(sse_events(reply))["camera"]}
