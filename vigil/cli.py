@@ -493,6 +493,9 @@ def add_demo(commands: Commands) -> None:
         "--metrics-port", type=int,
         help="serve the ingest, detector and alerts metrics on this port and the next two",
     )  # fmt: skip
+    parser.add_argument("--web", action=argparse.BooleanOptionalAction, default=True,
+                        help="also record clips and serve the console on 127.0.0.1 (default on)")  # fmt: skip
+    parser.add_argument("--web-port", type=int, default=8080, help="the console's port (else a free one)")
     parser.set_defaults(handler=_model_command(cmd_demo))
 
 
@@ -502,7 +505,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("WARNING")
     return run_demo(DemoOptions(
         sample=args.sample, cameras=args.cameras, as_json=args.json, video=args.video, weights=args.weights,
-        metrics_port=args.metrics_port,
+        metrics_port=args.metrics_port, web=args.web, web_port=args.web_port,
     ))  # fmt: skip
 
 
