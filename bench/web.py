@@ -28,16 +28,14 @@ import cv2
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._cpu import cpu_seconds, describe_cpu  # noqa: E402
-from shared import keys  # noqa: E402
-from shared.config import RedisConfig  # noqa: E402
-from shared.eventstore import EventStore  # noqa: E402
-from shared.redis import connect, free_port  # noqa: E402
-from shared.registry import CameraStatus, write_status  # noqa: E402
-from shared.schemas import Detection, Detections, Frame  # noqa: E402
-from tests.support.mjpeg import parts  # noqa: E402
+from bench._cpu import cpu_seconds, describe_cpu
+from shared import keys
+from shared.config import RedisConfig
+from shared.eventstore import EventStore
+from shared.redis import connect, free_port
+from shared.registry import CameraStatus, write_status
+from shared.schemas import Detection, Detections, Frame
+from tests.support.mjpeg import parts
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "samples" / "pistols.mp4"
@@ -196,7 +194,7 @@ def main() -> None:
                     time.sleep(0.2)
             print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores (shared with whatever else runs)")
             print(
-                f"frames {WIDTH}x{height} JPEG at {args.fps:g} fps per camera, every frame with a box to draw; "
+                f"frames {WIDTH}x{height} JPEG at {args.fps:g} fps per camera, each with a box to draw; "
                 f"{args.seconds:g} s per level"
             )
             print(
