@@ -45,6 +45,7 @@ COPY ingest/ ingest/
 COPY detector/ detector/
 COPY alerts/ alerts/
 COPY recorder/ recorder/
+COPY web/ web/
 # The wheel carries the shipped detector weights (detector/weights/*.pt, package data).
 RUN /opt/vigil/bin/pip install --no-cache-dir --no-deps . \
  && /opt/vigil/bin/pip check

@@ -571,8 +571,8 @@ class WebConfig(EndpointConfig):
 
     host: str = Field(
         "127.0.0.1", min_length=1,
-        description="Address the console listens on; any other than loopback needs password_hash (or "
-        "api_tokens_file) set",
+        description="Address the console listens on; on any other than loopback it refuses to start "
+        "without a login (password_hash or API tokens)",
     )  # fmt: skip
     port: int = Field(8080, ge=0, le=65535, description="Console port (0: any free)")
     metrics_port: int | None = Field(
@@ -617,19 +617,6 @@ class WebConfig(EndpointConfig):
     def _one_password_source(self) -> WebConfig:
         _one_secret(self.password_hash, self.password_hash_file, "password_hash", required=False)
         return self
-
-    @model_validator(mode="after")
-    def _no_open_console_beyond_loopback(self) -> WebConfig:
-        if self.host not in LOOPBACK_HOSTS and not self.auth_configured:
-            raise ValueError(
-                f"host {self.host!r} is not loopback: set password_hash (vigil web --set-password) or "
-                "api_tokens_file, or the console would be open to the network"
-            )
-        return self
-
-    @property
-    def auth_configured(self) -> bool:
-        return bool(self.password_hash or self.password_hash_file or self.api_tokens_file)
 
 
 class VigilConfig(_Section):

@@ -32,10 +32,11 @@ from tests.support.compose_redis import (
     password_variable,
 )
 from tests.support.services import running, wait_for
+from web.passwords import verify_password
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "samples" / "pistols.mp4"
-SERVICE_USERS = ("ingest", "detector", "alerts", "sinks", "recorder")
+SERVICE_USERS = ("ingest", "detector", "alerts", "sinks", "recorder", "web")
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,14 @@ def admin(server: ComposeRedis) -> Iterator[redis.Redis]:
 
 
 def test_make_env_writes_a_strong_password_per_user_once(passwords: dict[str, str], tmp_path: Path) -> None:
-    assert set(passwords) == {*(password_variable(user) for user in USERS), "GRAFANA_ADMIN_PASSWORD"}
+    passwords = dict(passwords)
+    web_hash = passwords.pop("WEB_PASSWORD_HASH")
+    others = {"GRAFANA_ADMIN_PASSWORD", "WEB_PASSWORD"}
+    assert set(passwords) == {*(password_variable(user) for user in USERS), *others}
     assert all(len(value) == 48 and int(value, 16) >= 0 for value in passwords.values())
     assert len(set(passwords.values())) == len(passwords), "every user has a password of its own"
+    assert web_hash.startswith("'scrypt$") and web_hash.endswith("'"), "quoted: compose reads $ literally"
+    assert verify_password(passwords["WEB_PASSWORD"], web_hash.strip("'")), "the console's login"
     env_file = tmp_path / ".env"
     first = make_env(env_file)
     assert env_file.stat().st_mode & 0o077 == 0, "readable by its owner only"
@@ -205,6 +211,36 @@ def test_the_recorder_records_under_its_own_user(
     assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
 
 
+def test_the_console_reads_under_its_own_user(server: ComposeRedis, admin: redis.Redis) -> None:
+    """What ``vigil web`` sends Redis: the registry (a vanished camera pruned), a camera's live view
+    (newest frame and detections, then following both), the alert feed, a snapshot."""
+    from shared.registry import CameraStatus, read_statuses, write_status
+    from shared.streams import read_streams
+    from tests.web.conftest import alert, publish_alert, publish_detections, publish_frame
+    from web.alertfeed import AlertFeed
+    from web.live import CameraFeed
+    from web.metrics import WebMetrics
+
+    write_status(admin, CameraStatus(camera="cam1", state="streaming", owner="i", updated_ns=1))
+    admin.sadd(keys.CAMERAS, "gone")
+    publish_detections(admin, publish_frame(admin, 1))
+    publish_alert(admin, alert())
+    admin.set(keys.snapshot_key("cam1", "e1"), b"jpeg")
+    web = server.client("web")
+    assert [s.camera for s in read_statuses(web)] == ["cam1"] and admin.smembers(keys.CAMERAS) == {b"cam1"}
+    metrics = WebMetrics()
+    feed = CameraFeed(web, "cam1", wait_ms=0, jpeg_quality=80, metrics=metrics)
+    cursors = feed._start()
+    publish_detections(admin, publish_frame(admin, 2))
+    feed._read(cursors)
+    assert metrics.frames_annotated.labels("cam1")._value.get() == 2
+    alerts = AlertFeed(web, metrics=metrics)
+    assert [entry.event.event_id for entry in alerts.replay(5)] == [alert().event_id]
+    assert read_streams(web, {keys.ALERTS: "0-0"}, count=1, block_ms=1)
+    assert web.get(keys.snapshot_key("cam1", "e1")) == b"jpeg"
+    assert admin.acl_log() == []
+
+
 FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         ("XADD", keys.detections_stream("cam"), "*", "k", "v"),  # another service's stream
@@ -227,6 +263,15 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
         ("XTRIM", keys.ALERTS, "MAXLEN", "0"),
         ("SET", keys.lease_key("detect", "cam"), "me"),
         ("GET", keys.snapshot_key("cam", "x")),
+    ],
+    "web": [
+        ("XADD", keys.frames_stream("cam"), "*", "k", "v"),  # it only reads the pipeline's streams
+        ("XADD", keys.ALERTS, "*", "k", "v"),
+        ("XTRIM", keys.detections_stream("cam"), "MAXLEN", "0"),
+        ("HSET", keys.camera_key("cam"), "state", "x"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("DEL", keys.CAMERAS),
+        ("XGROUP", "CREATE", keys.ALERTS, "g", "$"),
     ],
     "sinks": [
         ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
@@ -263,6 +308,10 @@ def test_what_a_service_does_not_need_is_refused(server: ComposeRedis, admin: re
     # SCRIPT LOAD and EVALSHA are allowed (the lease scripts), but a script runs with its caller's
     # permissions: it can neither name a key the user may not touch nor run a command it may not
     refused = "no permissions|can't run this command|can't access"
+    if user == "web":  # no lease, so no script at all
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.script_load("return 1")
+        return
     flush = client.script_load("return redis.call('FLUSHALL')")
     with pytest.raises(redis.ResponseError, match=refused):
         client.evalsha(flush, 0)
