@@ -10,7 +10,7 @@ untouched and cost far less). Latency: the viewer's clock when a part's last byt
 frame's capture stamp (``X-Capture-Ts-Ns``), on one host; the detector's own delay is not in it
 (detections are published at once). Redis is ``--redis`` (database 13 by default; flushed).
 
-    python bench/web.py [--seconds 20] [--fps 5] [--viewers 1 4 16]
+    PYTHONPATH=. python bench/web.py [--seconds 20] [--fps 5] [--viewers 1 4 16]
 """
 
 from __future__ import annotations
