@@ -44,6 +44,8 @@ COPY shared/ shared/
 COPY ingest/ ingest/
 COPY detector/ detector/
 COPY alerts/ alerts/
+COPY recorder/ recorder/
+COPY web/ web/
 # The wheel carries the shipped detector weights (detector/weights/*.pt, package data).
 RUN /opt/vigil/bin/pip install --no-cache-dir --no-deps . \
  && /opt/vigil/bin/pip check
@@ -53,19 +55,21 @@ FROM ${PYTHON_IMAGE} AS runtime
 
 # tcmalloc (Debian's libtcmalloc-minimal4): glibc's malloc made CPU inference 3.25x slower (see
 # vigil/runtime.py). The link gives it one path on every architecture, for LD_PRELOAD below.
-# OpenCV (opencv-contrib-python-headless) bundles its FFmpeg and codecs: no further system libraries.
+# OpenCV (opencv-contrib-python-headless) bundles its FFmpeg for decoding; `vigil record` runs the
+# system ffmpeg (libx264) to write its clips.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libtcmalloc-minimal4 \
+ && apt-get install -y --no-install-recommends libtcmalloc-minimal4 ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && ln -s "$(find /usr/lib /usr/lib64 -name libtcmalloc_minimal.so.4 2>/dev/null | head -n 1)" \
         /usr/local/lib/libtcmalloc_minimal.so.4 \
  && test -e /usr/local/lib/libtcmalloc_minimal.so.4
 
-# /var/lib/vigil/keys: the alerts service's CURVE keys (`vigil keys`). docker-compose.yml mounts a
-# named volume there, which Docker fills from the image the first time: owned by the service user.
+# /var/lib/vigil/keys: the alerts service's CURVE keys (`vigil keys`); /var/lib/vigil/record: the
+# recorder's clips and event store. docker-compose.yml mounts a named volume on each, which Docker
+# fills from the image the first time: owned by the service user.
 RUN groupadd --gid 10001 vigil \
  && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/vigil --shell /usr/sbin/nologin vigil \
- && install -d -o 10001 -g 10001 -m 0700 /var/lib/vigil/keys
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/vigil/keys /var/lib/vigil/record
 
 COPY --from=builder /opt/vigil /opt/vigil
 
@@ -87,14 +91,14 @@ ENV PATH=/opt/vigil/bin:$PATH \
 
 USER 10001:10001
 
-# ingest, detector, alerts and sinks metrics (/metrics, /healthz, /readyz); alerts' ZeroMQ PUB
-EXPOSE 9101 9102 9103 9104 5556
+# ingest, detector, alerts, sinks and record metrics (/metrics, /healthz, /readyz); alerts' ZeroMQ PUB
+EXPOSE 9101 9102 9103 9104 9105 5556
 
 # Healthy when the service in this container answers /readyz on its configured metrics port. Which
 # service that is, the image does not know: ask each (a port nobody listens on fails fast).
 # docker-compose.yml replaces this with the one `vigil <service> --check` of each service.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
-    CMD ["sh", "-c", "vigil ingest --check || vigil detect --check || vigil alerts --check || vigil sinks --check"]
+    CMD ["sh", "-c", "vigil ingest --check || vigil detect --check || vigil alerts --check || vigil sinks --check || vigil record --check"]
 
 # SIGTERM (docker stop) stops every service cleanly: exec form, so vigil gets the signal.
 ENTRYPOINT ["vigil"]

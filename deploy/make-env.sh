@@ -6,6 +6,7 @@
 #   deploy/make-env.sh [FILE]        (default: .env, beside docker-compose.yml when run from there)
 set -eu
 env_file=${1:-.env}
+repo=$(cd "$(dirname "$0")/.." && pwd)
 if [ -e "$env_file" ]; then
   echo "$env_file exists: kept" >&2
   exit 0
@@ -16,9 +17,13 @@ password() {  # 24 random bytes as 48 hex digits: no quoting needed in an ACL fi
 umask 077
 {
   echo "# Made by deploy/make-env.sh: passwords of docker-compose.yml. Keep it out of version control."
-  for user in INGEST DETECTOR ALERTS SINKS ADMIN; do
+  for user in INGEST DETECTOR ALERTS SINKS RECORDER WEB ADMIN; do
     echo "REDIS_${user}_PASSWORD=$(password)"
   done
   echo "GRAFANA_ADMIN_PASSWORD=$(password)"
+  # the console's login: the password, and its scrypt hash (web/passwords.py: standard library only)
+  web_password=$(password)
+  echo "WEB_PASSWORD=$web_password"
+  echo "WEB_PASSWORD_HASH='$(printf '%s\n' "$web_password" | PYTHONPATH="$repo" python3 -m web.passwords)'"
 } > "$env_file"
 echo "wrote $env_file" >&2

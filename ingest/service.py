@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import replace
 
 import cv2
 import redis
@@ -44,7 +46,10 @@ class IngestService(LeasedService):
         max_frames: int | None = None,
         metrics: IngestMetrics | None = None,
         source_factory: SourceFactory = OpenCVSource,
+        frames_maxlen: Mapping[str, int] | None = None,
     ) -> None:
+        """``frames_maxlen``: per camera, a bound of its frames stream other than ``stream_maxlen``
+        (``VigilConfig.frames_maxlen``: the recorder's pre-roll)."""
         enabled = {camera.id: camera for camera in cameras if camera.enabled}
         super().__init__(
             config, list(enabled), client=client, metrics=metrics or IngestMetrics(), burst=burst
@@ -64,6 +69,7 @@ class IngestService(LeasedService):
             max_frames=max_frames,
             burst=burst,
         )
+        self._frames_maxlen = dict(frames_maxlen or {})
         self.workers: dict[str, CameraWorker] = {}
         self._finished: set[str] = set()
 
@@ -73,9 +79,10 @@ class IngestService(LeasedService):
     def on_gained(self, camera: str) -> None:
         if camera in self._finished:
             return
+        maxlen = self._frames_maxlen.get(camera, self.config.stream_maxlen)
         worker = CameraWorker(
-            self.camera_configs[camera], client=self.client, settings=self._settings, metrics=self.metrics,
-            source_factory=self._source_factory,
+            self.camera_configs[camera], client=self.client, metrics=self.metrics,
+            settings=replace(self._settings, stream_maxlen=maxlen), source_factory=self._source_factory,
         )  # fmt: skip
         self.workers[camera] = worker
         worker.start()

@@ -12,6 +12,7 @@ Lists (``cameras``) come from the file only.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Mapping
@@ -172,10 +173,9 @@ class CameraConfig(_Section):
         return self
 
 
-class ServiceConfig(_Section):
-    """What every replicated service has: an identity, a metrics endpoint, camera leases."""
+class EndpointConfig(_Section):
+    """What every long-running process has: the /metrics, /healthz, /readyz endpoint."""
 
-    instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
     metrics_host: str = Field(
         "127.0.0.1",
         description="Address of the /metrics, /healthz, /readyz endpoint (0.0.0.0: every interface, for a "
@@ -184,6 +184,12 @@ class ServiceConfig(_Section):
     metrics_port: int | None = Field(
         9101, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
     )
+
+
+class ServiceConfig(EndpointConfig):
+    """What every replicated service has: an identity, a metrics endpoint, camera leases."""
+
+    instance: str | None = Field(None, description="Replica id in leases and the registry (default host:pid)")
     lease_ttl_s: float = Field(
         5.0, ge=0.5, le=300, description="Camera lease TTL: failover time after a crash"
     )
@@ -521,6 +527,111 @@ class SinksConfig(ServiceConfig):
         return targets
 
 
+class RetentionConfig(_Section):
+    """How long clips are kept (docs/recorder.md#retention): the oldest go first."""
+
+    max_age_days: float = Field(
+        30.0, gt=0, le=36_500, description="Events older than this are deleted: row, clip and snapshot"
+    )
+    max_bytes_per_camera: int = Field(
+        10 * 2**30, ge=2**20, description="Bytes of clips and snapshots kept per camera (the oldest go first)"
+    )
+    min_free_bytes: int = Field(
+        512 * 2**20, ge=0,
+        description="Free space under clips_dir below this: the owned cameras' oldest clips are deleted",
+    )  # fmt: skip
+    interval_s: float = Field(60.0, gt=0, le=86_400, description="How often retention runs")
+
+
+class RecordConfig(ServiceConfig):
+    """``vigil record``: an H.264 clip and a snapshot per alert, in an event store (docs/recorder.md)."""
+
+    metrics_port: int | None = Field(
+        9105, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    store_url: str = Field(
+        "sqlite:///vigil-data/events.db",
+        description="Event store: sqlite:///path (a file, WAL) or postgresql://user:pass@host/db",
+        pattern=r"^(sqlite|postgres|postgresql)(\+\w+)?://",
+    )
+    upgrade_db: bool = Field(True, description="Migrate the store schema at start (False: refuse an old one)")
+    clips_dir: str = Field("vigil-data/clips", min_length=1, description="Folder of the clips and snapshots")
+    pre_s: float = Field(
+        5.0, ge=0, le=120,
+        description="Seconds of video before the alert (kept in the frames stream: raises its bound)",
+    )  # fmt: skip
+    post_s: float = Field(5.0, ge=0, le=600, description="Seconds of video after the alert ended")
+    max_clip_s: float = Field(120.0, gt=0, le=3600, description="Longest clip (an alert that does not end)")
+    alert_lag_s: float = Field(
+        5.0, ge=0, le=120,
+        description="Frames kept beyond pre_s for the time an alert takes to reach the recorder",
+    )  # fmt: skip
+    draw_boxes: bool = Field(True, description="Draw the detections (boxes, labels, track ids) on the clip")
+    crf: int = Field(26, ge=0, le=51, description="libx264 constant rate factor (lower: better, bigger)")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = Field(
+        "veryfast", description="libx264 preset (faster: less CPU, bigger files)"
+    )
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @model_validator(mode="after")
+    def _clip_longer_than_lead(self) -> RecordConfig:
+        if self.max_clip_s <= self.pre_s:
+            raise ValueError("max_clip_s must be above pre_s (the clip would end before the alert)")
+        return self
+
+class WebConfig(EndpointConfig):
+    """The operator console, ``vigil web`` (docs/web.md): its listener, its login and the live views."""
+
+    host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="Address the console listens on; on any other than loopback it refuses to start "
+        "without a login (password_hash or API tokens)",
+    )  # fmt: skip
+    port: int = Field(8080, ge=0, le=65535, description="Console port (0: any free)")
+    metrics_port: int | None = Field(
+        9106, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
+    )
+    user: str = Field("admin", pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="The login's user name")
+    password_hash: SecretStr | None = Field(
+        None, description="scrypt hash of the login's password (`vigil web --set-password` prints one)"
+    )
+    password_hash_file: str | None = Field(
+        None, description="A file holding the hash instead (`vigil web --set-password --write FILE`)"
+    )
+    session_secret_file: str | None = Field(
+        None, description="Key that signs session cookies, shared by replicas (None: random at each start, "
+        "so a restart logs everyone out)",
+    )  # fmt: skip
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 86_400, description="A login lasts this long")
+    cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (set it when the console is served over https)"
+    )
+    api_tokens_file: str | None = Field(
+        None, description="Integrators' API tokens, hashed (`vigil web --add-token NAME` adds one)"
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=1000, description="Failed logins allowed per client address per login_window_s"
+    )
+    login_window_s: float = Field(60.0, gt=0, le=86_400, description="The login rate limit's window")
+    replay_events: int = Field(
+        50, ge=0, le=1000, description="Alerts replayed from vigil:alerts to a live feed as it connects"
+    )
+    detections_wait_ms: float = Field(
+        250.0, ge=0, le=10_000,
+        description="Hold a frame this long for its detections; then show it without boxes (no motion, "
+        "or the detector is behind)",
+    )  # fmt: skip
+    jpeg_quality: int = Field(80, ge=1, le=100, description="JPEG quality of frames with boxes drawn")
+    max_streams: int = Field(
+        64, ge=1, le=10_000, description="Live streams served at once (beyond: 503, try again)"
+    )
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> WebConfig:
+        _one_secret(self.password_hash, self.password_hash_file, "password_hash", required=False)
+        return self
+
+
 class VigilConfig(_Section):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
@@ -528,6 +639,8 @@ class VigilConfig(_Section):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="Cameras to ingest")
 
     @model_validator(mode="after")
@@ -577,6 +690,15 @@ class VigilConfig(_Section):
                         "still object could end between two periodic inferences"
                     )
         return self
+
+    def frames_maxlen(self, camera: CameraConfig) -> int:
+        """The bound of ``camera``'s frames stream: ``ingest.stream_maxlen``, or more where the
+        recorder needs ``record.pre_s`` + ``record.alert_lag_s`` seconds of frames still in it when an
+        alert reaches it (``pre_s: 0``: no pre-roll, the plain bound)."""
+        if self.record.pre_s == 0:
+            return self.ingest.stream_maxlen
+        needed = math.ceil((self.record.pre_s + self.record.alert_lag_s) * camera.fps)
+        return max(self.ingest.stream_maxlen, needed)
 
     def motion_for(self, camera_id: str) -> MotionConfig:
         """The camera's motion gating: ``detector.motion`` with its ``cameras[].motion`` fields on top."""

@@ -80,3 +80,12 @@ class SinkUnavailable(SinkError):
 
 class SinkRejected(SinkError):
     """The receiver refused the event for good (HTTP 4xx other than 408 and 429): dead-letter it."""
+
+
+class EventStoreError(VigilError):
+    """The event store (SQLite or PostgreSQL) refused a request, or its schema is not the one this
+    build reads (``vigil record --upgrade-db``). Messages never carry the database URL's password."""
+
+
+class EventStoreUnavailable(EventStoreError):
+    """The event store did not answer (the database is down, locked too long, unreachable)."""

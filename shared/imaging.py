@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from shared.errors import DecodeError
-from shared.schemas import Box, Frame
+from shared.schemas import Box, Detection, Frame
 
 BOX_COLOUR_BGR = (0, 0, 255)
 CAPTION_COLOUR_BGR = (255, 255, 255)
@@ -71,3 +71,9 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Box], captions: Sequence[str])
         cv2.rectangle(canvas, (x1, max(0, y1 - height - 6)), (x1 + width + 4, y1), BOX_COLOUR_BGR, -1)
         cv2.putText(canvas, caption, (x1 + 2, max(height, y1 - 4)), _FONT, _FONT_SCALE, CAPTION_COLOUR_BGR, 1)
     return canvas
+
+
+def caption(detection: Detection) -> str:
+    """What a drawn box says: label, track id (once confirmed) and score: ``pistol #3 0.87``."""
+    track = "" if detection.track_id is None else f" #{detection.track_id}"
+    return f"{detection.label}{track} {detection.score:.2f}"

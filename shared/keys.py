@@ -85,6 +85,10 @@ def sink_group(sink: str) -> str:
     return f"sink:{sink}"
 
 
+RECORD_GROUP = "record"
+"""The consumer group of ``vigil:alerts`` that ``vigil record`` follows (every replica reads it)."""
+
+
 def sink_dead_key(sink: str) -> str:
     """Bounded stream of a sink's dead letters: events it gave up on, with the last error. Tagged
     with the history's name, so the transaction that dead-letters and acknowledges an entry of

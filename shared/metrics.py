@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from shared.config import ServiceConfig
+from shared.config import EndpointConfig
 from shared.errors import EndpointError
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _make_handler(
 
 
 def serve_metrics(
-    config: ServiceConfig, registry: CollectorRegistry, *, ready: Callable[[], bool],
+    config: EndpointConfig, registry: CollectorRegistry, *, ready: Callable[[], bool],
     note: Callable[[], str | None] = lambda: None,
 ) -> MetricsServer | None:
     """The endpoint a service's config section asks for; None when ``metrics_port`` is None."""

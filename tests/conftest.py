@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real Redis, and private Redis servers that tests may kill."""
+"""Fixtures shared by every test: a real Redis, private Redis servers that tests may kill, and a
+private PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import redis
 
 from shared.config import RedisConfig
 from shared.redis import EmbeddedRedis, answers, connect
+from tests.support.postgres import PrivatePostgres, missing_reason
 from tests.support.redis_cluster import LocalRedisCluster
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/15"
@@ -67,3 +69,17 @@ def redis_cluster() -> Iterator[LocalRedisCluster]:
         yield cluster.start()
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster for the session (skipped where the server is not installed);
+    ``postgres.new_database()`` gives each test an empty database."""
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PrivatePostgres()
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, when they are missing (safe to run again):
-# ffmpeg (libx264 clips), the GStreamer RTSP server (a real RTSP camera in tests), promtool,
+# ffmpeg (libx264 clips; vigil record writes its clips with it), postgresql (the event store's tests
+# start a private cluster), the GStreamer RTSP server (a real RTSP camera in tests), promtool,
 # tcmalloc (allocator) and redis-server 7 (the compose Redis's ACL users and append-only file,
 # tests/deploy/test_redis_*.py). Needs root or sudo; prints what to install otherwise.
 set -euo pipefail
@@ -10,7 +11,7 @@ packages=(
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   prometheus libtcmalloc-minimal4 redis-server
-  mosquitto
+  mosquitto postgresql
 )
 missing=()
 for package in "${packages[@]}"; do

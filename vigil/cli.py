@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.config import ServiceConfig, VigilConfig, load_config
+from shared.config import EndpointConfig, VigilConfig, load_config
 from shared.errors import ConfigError, StoreUnavailable, VigilError
 from shared.logs import register_url_secrets, setup_logging
 from vigil import __version__
@@ -30,12 +30,14 @@ Commands = Any  # argparse's private _SubParsersAction
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_SUBSCRIBE_ENDPOINT = "tcp://127.0.0.1:5556"
 WEIGHTS_HELP = "checkpoint file (.pt)"
+MIN_PASSWORD_CHARS = 8
 
 
 def _load(args: argparse.Namespace) -> VigilConfig:
     """The config file (or defaults), with every URL's secret registered for redaction, and logging."""
     config = load_config(args.config)
     register_url_secrets(config.redis.url)
+    register_url_secrets(config.record.store_url)
     for camera in config.cameras:
         register_url_secrets(camera.url)
     setup_logging(config.logging.level, config.logging.format)
@@ -62,7 +64,7 @@ def _service_command(
     return parser
 
 
-def _check_ready(service: ServiceConfig) -> int:
+def _check_ready(service: EndpointConfig) -> int:
     """Exit code for a container HEALTHCHECK: 0 when the local service answers /readyz."""
     if service.metrics_port is None:
         print("vigil: --check needs metrics_port (the /readyz endpoint)", file=sys.stderr)
@@ -109,7 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     IngestService(
         config.ingest, config.cameras, client=connect(config.redis), burst=args.burst,
-        max_frames=args.max_frames,
+        max_frames=args.max_frames, frames_maxlen={c.id: config.frames_maxlen(c) for c in config.cameras},
     ).run()  # fmt: skip
     return 0
 
@@ -187,6 +189,40 @@ def cmd_sinks(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_record(commands: Commands) -> None:
+    parser = _service_command(
+        commands, "record", "Cut an H.264 clip and a snapshot per alert, kept in the event store.",
+        cmd_record,
+    )  # fmt: skip
+    parser.add_argument("--upgrade-db", action="store_true",
+                        help="migrate the event store's schema to this build's, then exit")  # fmt: skip
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.record)
+    from shared.eventstore.store import upgrade_schema
+
+    if args.upgrade_db:
+        before, now = upgrade_schema(config.record.store_url)
+        done = f"{before or 'empty'} -> {now}" if before != now else f"{now} (up to date)"
+        print(f"event store schema: {done}")
+        return 0
+    from recorder.encoder import ffmpeg_available
+    from recorder.service import RecordService
+    from shared.eventstore import EventStore
+    from shared.redis import connect
+
+    if not ffmpeg_available():
+        print("vigil record: no ffmpeg on PATH (apt-get install ffmpeg)", file=sys.stderr)
+        return 2
+    store = EventStore.open(config.record.store_url, upgrade=config.record.upgrade_db)
+    RecordService(config.record, config.cameras, client=connect(config.redis), store=store).run()
+    store.close()
+    return 0
+
+
 def sensors(config: VigilConfig) -> list[tuple[str, str]]:
     """(camera, rule) of every enabled camera and each rule that applies to it (Home Assistant's sensors)."""
     return [(camera.id, rule.name) for camera in config.cameras if camera.enabled
@@ -214,6 +250,63 @@ def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # client:
     stopped = f"; stopped: {report.stopped}" if report.stopped else ""
     print(f"sink {name}: {report.delivered} re-delivered, {len(report.still_dead)} kept{stopped}")
     return 0 if not report.still_dead and not report.stopped else 1
+
+
+def add_web(commands: Commands) -> None:
+    parser = _service_command(commands, "web", "The operator console: live camera grid, alerts with clips, "
+                              "review, a REST API (docs/web.md).", cmd_web)  # fmt: skip
+    parser.add_argument("--set-password", action="store_true",
+                        help="ask for the console password, print its hash (web.password_hash)")  # fmt: skip
+    parser.add_argument("--write", metavar="FILE", help="with --set-password: write the hash to FILE instead "
+                        "(web.password_hash_file)")  # fmt: skip
+    parser.add_argument("--add-token", metavar="NAME", help="make an API token for an integrator, keep its "
+                        "hash in web.api_tokens_file and print it (once)")  # fmt: skip
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    if args.set_password:
+        return _set_password(args.write)
+    config = _load(args)
+    if args.check:
+        return _check_ready(config.web)
+    if args.add_token:
+        from web.auth import add_token
+
+        if config.web.api_tokens_file is None:
+            print("vigil web: --add-token needs web.api_tokens_file in the config", file=sys.stderr)
+            return 2
+        print(add_token(config.web.api_tokens_file, args.add_token))
+        return 0
+    from shared.eventstore import EventStore
+    from shared.redis import connect
+    from web.console import Console
+    from web.service import WebService
+
+    store = EventStore.open(config.record.store_url, upgrade=False)
+    console = Console.build(config.web, client=connect(config.redis), store=store,
+                            clips_dir=Path(config.record.clips_dir))  # fmt: skip
+    try:
+        WebService(config.web, console).run()
+    finally:
+        store.close()
+    return 0
+
+
+def _set_password(path: str | None) -> int:
+    from web.auth import write_private
+    from web.passwords import hash_password, prompt_password
+
+    password = prompt_password()
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(f"vigil web: a password of at least {MIN_PASSWORD_CHARS} characters, please", file=sys.stderr)
+        return 2
+    hashed = hash_password(password)
+    if path is None:
+        print(hashed)
+        return 0
+    write_private(Path(path), hashed + "\n")
+    print(f"wrote the password hash to {path}: set web.password_hash_file: {path}")
+    return 0
 
 
 # -- operators ---------------------------------------------------------------------------------
@@ -400,6 +493,9 @@ def add_demo(commands: Commands) -> None:
         "--metrics-port", type=int,
         help="serve the ingest, detector and alerts metrics on this port and the next two",
     )  # fmt: skip
+    parser.add_argument("--web", action=argparse.BooleanOptionalAction, default=True,
+                        help="also record clips and serve the console on 127.0.0.1 (default on)")  # fmt: skip
+    parser.add_argument("--web-port", type=int, default=8080, help="the console's port (else a free one)")
     parser.set_defaults(handler=_model_command(cmd_demo))
 
 
@@ -409,7 +505,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging("WARNING")
     return run_demo(DemoOptions(
         sample=args.sample, cameras=args.cameras, as_json=args.json, video=args.video, weights=args.weights,
-        metrics_port=args.metrics_port,
+        metrics_port=args.metrics_port, web=args.web, web_port=args.web_port,
     ))  # fmt: skip
 
 
@@ -642,8 +738,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    add_ingest, add_detect, add_alerts, add_sinks, add_subscribe, add_keys, add_cameras,
-    add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export, add_quantize,
+    add_ingest, add_detect, add_alerts, add_sinks, add_record, add_web, add_subscribe, add_keys,
+    add_cameras, add_migrate_keys, add_demo, add_train, add_models, add_eval, add_predict, add_export,
+    add_quantize,
 )  # fmt: skip
 TORCH_COMMANDS = {"detect", "train", "eval", "predict", "export", "demo", "quantize"}
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +28,24 @@ from alerts.subscriber import AlertSubscriber
 from detector.runner import DetectorRunner
 from detector.service import DetectorService
 from ingest.service import IngestService
+from recorder.service import RecordService
 from shared import keys
-from shared.config import AlertsConfig, CameraConfig, DetectorConfig, IngestConfig, RedisConfig
-from shared.imaging import decode_bgr, draw_boxes
+from shared.config import (
+    AlertsConfig,
+    CameraConfig,
+    DetectorConfig,
+    IngestConfig,
+    RecordConfig,
+    RedisConfig,
+    WebConfig,
+)
+from shared.eventstore import EventStore
+from shared.imaging import caption, decode_bgr, draw_boxes
 from shared.redis import EmbeddedRedis, answers, connect, free_port
 from shared.schemas import AlertEvent, Detections, Frame
 from vigil.console import describe
+from web.console import Console
+from web.service import WebService
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "pistols.mp4"
 QUIET_S = 4.0
@@ -54,6 +68,10 @@ class DemoOptions:
     metrics_port: int | None = None
     """Serve ingest's, the detector's and the alerts service's /metrics on this port and the next
     two of 127.0.0.1 (else on free ports nobody is told about)."""
+    web: bool = True
+    """Also record clips and serve the console (docs/web.md) on loopback, and print its URL."""
+    web_port: int = 8080
+    """The console's port (a free one if it is taken)."""
 
 
 @dataclass
@@ -112,16 +130,58 @@ def run_demo(options: DemoOptions) -> int:
         client = connect(RedisConfig(url=url))
         reset_streams(client, ids)
         services = build_services(client, cameras, runner, metrics_port=options.metrics_port)
-        print(
-            f"vigil demo: {len(ids)} camera(s) playing {clip.name} at real time into {url}; alerts:",
-            flush=True,
-        )
-        summary = watch_until_quiet(services, as_json=options.as_json)
-        summary.print(client, ids, services.detector.processed, services.detector.skipped)
-        if options.video:
-            count = write_video(client, ids[0], Path(options.video))
-            print(f"  annotated video: {options.video} ({count} frames)")
+        with contextlib.ExitStack() as stack:
+            if options.web:
+                console_url = stack.enter_context(demo_console(client, cameras, port=options.web_port))
+                print(f"vigil demo: console (live view, alerts, clips) on {console_url}", flush=True)
+            print(
+                f"vigil demo: {len(ids)} camera(s) playing {clip.name} at real time into {url}; alerts:",
+                flush=True,
+            )
+            summary = watch_until_quiet(services, as_json=options.as_json)
+            summary.print(client, ids, services.detector.processed, services.detector.skipped)
+            if options.video:
+                count = write_video(client, ids[0], Path(options.video))
+                print(f"  annotated video: {options.video} ({count} frames)")
+            if options.web and sys.stdin.isatty() and sys.stdout.isatty():
+                print(f"vigil demo: the console stays on {console_url} (alerts and clips); Ctrl-C ends it",
+                      flush=True)  # fmt: skip
+                with contextlib.suppress(KeyboardInterrupt):
+                    threading.Event().wait()
     return 0
+
+
+@contextlib.contextmanager
+def demo_console(client: redis.Redis, cameras: tuple[CameraConfig, ...], *, port: int) -> Iterator[str]:
+    """The recorder (clips and an event store in a temporary folder, removed at exit) and the
+    console on loopback without a login (``web.host`` 127.0.0.1): yields the console's URL."""
+    with tempfile.TemporaryDirectory(prefix="vigil-demo-") as folder:
+        record = RecordConfig(instance="demo", metrics_port=0, store_url=f"sqlite:///{folder}/events.db",
+                              clips_dir=f"{folder}/clips")  # fmt: skip
+        store = EventStore.open(record.store_url)
+        try:
+            web = WebConfig(port=port if _port_free(port) else 0, metrics_port=None)
+            console = Console.build(web, client=client, store=store, clips_dir=Path(record.clips_dir))
+            services = (RecordService(record, cameras, client=client, store=store), WebService(web, console))
+            threads = [_thread(services[0].run, "record"), _thread(services[1].run, "web")]
+            try:
+                yield services[1].url
+            finally:
+                for service in services:
+                    service.stop()
+                for thread in threads:
+                    thread.join(timeout=30)
+        finally:
+            store.close()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -218,10 +278,7 @@ def write_video(client: redis.Redis, camera: str, path: Path) -> int:
     for _id, fields in client.xrange(keys.frames_stream(camera)):
         frame = Frame.decode(fields)
         objects = detections.get(frame.seq, ())
-        captions = [
-            f"{o.label}{'' if o.track_id is None else f' #{o.track_id}'} {o.score:.2f}" for o in objects
-        ]
-        image = draw_boxes(decode_bgr(frame), [o.box for o in objects], captions)
+        image = draw_boxes(decode_bgr(frame), [o.box for o in objects], [caption(o) for o in objects])
         if writer is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(

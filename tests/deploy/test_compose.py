@@ -35,17 +35,21 @@ COMPOSE_CONFIG = ROOT / "config" / "vigil.compose.yaml"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 
-VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts", "sinks": "sinks"}
+VIGIL_SERVICES = {"ingest": "ingest", "detector": "detect", "alerts": "alerts", "sinks": "sinks",
+                  "record": "record", "web": "web"}  # fmt: skip
 """Compose service → ``vigil`` command, in the default (CPU) set."""
 GPU_DETECTOR = "detector-gpu"
-COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
+COMMAND_SECTION = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks",
+                   "record": "record", "web": "web"}  # fmt: skip
 """``vigil`` command → its config section (the one with its metrics port)."""
 REDIS_URL = "redis://redis:6379/0"
 """The compose config file's Redis; docker-compose.yml adds each service's user and password."""
-REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks"}
+REDIS_USERS = {"ingest": "ingest", "detect": "detector", "alerts": "alerts", "sinks": "sinks",
+               "record": "recorder", "web": "web"}  # fmt: skip
 """``vigil`` command → its Redis user in deploy/redis/users.acl."""
 COMPOSE_ENV = {f"REDIS_{user}_PASSWORD": f"{user.lower()}-test-password-0123456789"
-               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS", "SINKS")}  # fmt: skip
+               for user in ("ADMIN", "INGEST", "DETECTOR", "ALERTS", "SINKS", "RECORDER", "WEB")}  # fmt: skip
+COMPOSE_ENV["WEB_PASSWORD_HASH"] = "scrypt$15$8$1$c2FsdA==$aGFzaA=="
 """What deploy/make-env.sh writes into .env (compose refuses to start without them)."""
 REDIS_DIR = ROOT / "deploy" / "redis"
 
@@ -262,7 +266,8 @@ def test_redis_runs_with_the_acl_users_and_the_append_only_file(resolved: Resolv
     # every user's password is given to redis; the services log in as those users (checked above)
     users = acl_users()
     assert set(users) == {"default", *REDIS_USERS.values()}
-    assert {variable: redis["environment"][variable] for variable in users.values()} == COMPOSE_ENV
+    redis_passwords = {name: value for name, value in COMPOSE_ENV.items() if name.startswith("REDIS_")}
+    assert {variable: redis["environment"][variable] for variable in users.values()} == redis_passwords
 
     # the append-only file lives on a volume at the image's working directory (/data)
     volumes = {volume["target"]: volume for volume in redis["volumes"] if volume["type"] == "volume"}

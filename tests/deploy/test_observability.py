@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.config import AlertsConfig, DetectorConfig, IngestConfig, SinksConfig
+from shared.config import AlertsConfig, DetectorConfig, IngestConfig, RecordConfig, SinksConfig, WebConfig
 from tests.deploy.observability import (
     DASHBOARD,
     DATASOURCE_UID,
@@ -35,6 +35,8 @@ JOBS = {
     "vigil-detector": f"detector:{DetectorConfig().metrics_port}",
     "vigil-alerts": f"alerts:{AlertsConfig().metrics_port}",
     "vigil-sinks": f"sinks:{SinksConfig().metrics_port}",
+    "vigil-record": f"record:{RecordConfig().metrics_port}",
+    "vigil-web": f"web:{WebConfig().metrics_port}",
 }
 ALERTS = {
     "VigilServiceDown", "VigilCameraDown", "VigilIngestDropRateHigh", "VigilDetectorDropRateHigh",

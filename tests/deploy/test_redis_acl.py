@@ -11,6 +11,7 @@ service evaluates, records an event with a snapshot and forwards it over ZeroMQ.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,10 +32,11 @@ from tests.support.compose_redis import (
     password_variable,
 )
 from tests.support.services import running, wait_for
+from web.passwords import verify_password
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "samples" / "pistols.mp4"
-SERVICE_USERS = ("ingest", "detector", "alerts", "sinks")
+SERVICE_USERS = ("ingest", "detector", "alerts", "sinks", "recorder", "web")
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +60,14 @@ def admin(server: ComposeRedis) -> Iterator[redis.Redis]:
 
 
 def test_make_env_writes_a_strong_password_per_user_once(passwords: dict[str, str], tmp_path: Path) -> None:
-    assert set(passwords) == {*(password_variable(user) for user in USERS), "GRAFANA_ADMIN_PASSWORD"}
+    passwords = dict(passwords)
+    web_hash = passwords.pop("WEB_PASSWORD_HASH")
+    others = {"GRAFANA_ADMIN_PASSWORD", "WEB_PASSWORD"}
+    assert set(passwords) == {*(password_variable(user) for user in USERS), *others}
     assert all(len(value) == 48 and int(value, 16) >= 0 for value in passwords.values())
     assert len(set(passwords.values())) == len(passwords), "every user has a password of its own"
+    assert web_hash.startswith("'scrypt$") and web_hash.endswith("'"), "quoted: compose reads $ literally"
+    assert verify_password(passwords["WEB_PASSWORD"], web_hash.strip("'")), "the console's login"
     env_file = tmp_path / ".env"
     first = make_env(env_file)
     assert env_file.stat().st_mode & 0o077 == 0, "readable by its owner only"
@@ -176,6 +183,64 @@ def test_sinks_deliver_under_their_own_user(server: ComposeRedis, admin: redis.R
     assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
 
 
+def test_the_recorder_records_under_its_own_user(
+    server: ComposeRedis, admin: redis.Redis, tmp_path: Path
+) -> None:
+    """A clip with boxes (frames and detections read in one XREAD) and its snapshot; nothing refused."""
+    from shared.eventstore import ClipState, EventStore
+    from tests.recorder.conftest import (
+        S,
+        jpeg,
+        picture,
+        publish_frames,
+        record_alert,
+        record_config,
+        run_burst,
+    )
+
+    t0 = time.time_ns() - 60 * S
+    publish_frames(admin, "cam", first_seq=0, start_ns=t0, count=40, boxes=True)
+    snapshot = jpeg(picture(1))
+    record_alert(admin, "cam", started_ns=t0 + 4 * S, ended_ns=t0 + 5 * S, event_id="ev1", snapshot=snapshot)
+    store = EventStore.open(f"sqlite:///{tmp_path}/events.db")
+    run_burst(record_config(tmp_path, draw_boxes=True), server.client("recorder"), store, "cam")
+    record = store.get("ev1")
+    store.close()
+    assert record is not None and record.clip_state is ClipState.DONE and record.snapshot_path is not None
+    assert admin.xpending(keys.ALERTS, keys.RECORD_GROUP)["pending"] == 0
+    assert admin.keys(keys.lease_key("*", "*")) == [] and admin.acl_log() == []
+
+
+def test_the_console_reads_under_its_own_user(server: ComposeRedis, admin: redis.Redis) -> None:
+    """What ``vigil web`` sends Redis: the registry (a vanished camera pruned), a camera's live view
+    (newest frame and detections, then following both), the alert feed, a snapshot."""
+    from shared.registry import CameraStatus, read_statuses, write_status
+    from shared.streams import read_streams
+    from tests.web.conftest import alert, publish_alert, publish_detections, publish_frame
+    from web.alertfeed import AlertFeed
+    from web.live import CameraFeed
+    from web.metrics import WebMetrics
+
+    write_status(admin, CameraStatus(camera="cam1", state="streaming", owner="i", updated_ns=1))
+    admin.sadd(keys.CAMERAS, "gone")
+    publish_detections(admin, publish_frame(admin, 1))
+    publish_alert(admin, alert())
+    admin.set(keys.snapshot_key("cam1", "e1"), b"jpeg")
+    web = server.client("web")
+    assert [s.camera for s in read_statuses(web)] == ["cam1"] and admin.smembers(keys.CAMERAS) == {b"cam1"}
+    metrics = WebMetrics()
+    feed = CameraFeed(web, "cam1", wait_ms=0, jpeg_quality=80, metrics=metrics)
+    cursors = feed._start()
+    publish_detections(admin, publish_frame(admin, 2))
+    feed._read(cursors)
+    assert metrics.frames_annotated.labels("cam1")._value.get() == 2
+    alerts = AlertFeed(web, metrics=metrics)
+    assert [entry.event.event_id for entry in alerts.replay(5)] == [alert().event_id]
+    assert read_streams(web, {keys.ALERTS: "0-0"}, count=1, block_ms=1)
+    assert web.get(keys.snapshot_key("cam1", "e1")) == b"jpeg"
+    assert admin.acl_log() == []
+
+
 FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         ("XADD", keys.detections_stream("cam"), "*", "k", "v"),  # another service's stream
@@ -199,12 +264,31 @@ FORBIDDEN: dict[str, list[tuple[str, ...]]] = {
         ("SET", keys.lease_key("detect", "cam"), "me"),
         ("GET", keys.snapshot_key("cam", "x")),
     ],
+    "web": [
+        ("XADD", keys.frames_stream("cam"), "*", "k", "v"),  # it only reads the pipeline's streams
+        ("XADD", keys.ALERTS, "*", "k", "v"),
+        ("XTRIM", keys.detections_stream("cam"), "MAXLEN", "0"),
+        ("HSET", keys.camera_key("cam"), "state", "x"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("DEL", keys.CAMERAS),
+        ("XGROUP", "CREATE", keys.ALERTS, "g", "$"),
+    ],
     "sinks": [
         ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
         ("XDEL", keys.ALERTS, "0-1"),
         ("XGROUP", "DESTROY", keys.ALERTS, "sink:x"),
         ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
         ("XREAD", "STREAMS", keys.detections_stream("cam"), "0"),
+        ("SET", keys.lease_key("alerts", "cam"), "me"),
+    ],
+    "recorder": [
+        ("XADD", keys.ALERTS, "*", "k", "v"),  # it follows the history, never writes events
+        ("XGROUP", "DESTROY", keys.ALERTS, keys.RECORD_GROUP),
+        ("XADD", keys.frames_stream("cam"), "*", "k", "v"),  # frames and detections are read-only to it
+        ("XTRIM", keys.frames_stream("cam"), "MAXLEN", "0"),
+        ("XADD", keys.detections_stream("cam"), "*", "k", "v"),
+        ("SET", keys.snapshot_key("cam", "x"), "jpeg"),
+        ("DEL", keys.snapshot_key("cam", "x")),
         ("SET", keys.lease_key("alerts", "cam"), "me"),
     ],
 }
@@ -224,6 +308,10 @@ def test_what_a_service_does_not_need_is_refused(server: ComposeRedis, admin: re
     # SCRIPT LOAD and EVALSHA are allowed (the lease scripts), but a script runs with its caller's
     # permissions: it can neither name a key the user may not touch nor run a command it may not
     refused = "no permissions|can't run this command|can't access"
+    if user == "web":  # no lease, so no script at all
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.script_load("return 1")
+        return
     flush = client.script_load("return redis.call('FLUSHALL')")
     with pytest.raises(redis.ResponseError, match=refused):
         client.evalsha(flush, 0)

@@ -166,6 +166,13 @@ def test_each_service_user_of_users_acl_works_on_the_cluster(
     assert sinks.xreadgroup(keys.sink_group("hook"), "i-1", {keys.ALERTS: ">"}, count=1)
     DeadLetters(sinks, "hook", maxlen=10).add_and_ack(entry, "{}", error="HTTP 400", attempts=1)
     assert sinks.xpending(keys.ALERTS, keys.sink_group("hook"))["pending"] == 0
+    recorder = client("recorder")  # its group on the history; a camera's frames and detections in one XREAD
+    assert LeaseManager(recorder, group="record", instance="i-1", ttl_s=5).sync(cameras) == frozenset(cameras)
+    recorder.xgroup_create(keys.ALERTS, keys.RECORD_GROUP, id="0")
+    [[_, [(recorded, _)]]] = recorder.xreadgroup(keys.RECORD_GROUP, "i-1", {keys.ALERTS: ">"}, count=1)
+    recorder.xack(keys.ALERTS, keys.RECORD_GROUP, recorded)
+    both = {key: "0-0" for c in cameras for key in (keys.frames_stream(c), keys.detections_stream(c))}
+    assert len(read_streams(recorder, both, count=5, block_ms=10)) == 8
     assert all(node.client().acl_log() == [] for node in redis_cluster.alive().values())
-    for user in (ingest, detector, alerts, sinks):
+    for user in (ingest, detector, alerts, sinks, recorder):
         user.close()

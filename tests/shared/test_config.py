@@ -202,3 +202,17 @@ def test_motion_gating_that_could_end_a_still_objects_alert_is_refused(
     )
     for text_ok in fine:
         load_config(write(tmp_path, text_ok), env={})
+
+
+def test_the_frames_bound_holds_the_recorders_pre_roll() -> None:
+    from pydantic import ValidationError
+
+    from shared.config import CameraConfig, VigilConfig
+
+    slow, fast = CameraConfig(id="slow", url="a.mp4", fps=5), CameraConfig(id="fast", url="b.mp4", fps=30)
+    config = VigilConfig(cameras=(slow, fast))  # record: pre_s 5 + alert_lag_s 5
+    assert (config.frames_maxlen(slow), config.frames_maxlen(fast)) == (100, 300)  # 5 fps: stream_maxlen
+    no_pre_roll = VigilConfig(cameras=(fast,), record={"pre_s": 0})
+    assert no_pre_roll.frames_maxlen(fast) == 100
+    with pytest.raises(ValidationError, match="max_clip_s"):
+        VigilConfig(record={"pre_s": 10, "max_clip_s": 5})

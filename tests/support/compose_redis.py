@@ -28,7 +28,7 @@ START = REDIS_DIR / "start.sh"
 USERS_ACL = REDIS_DIR / "users.acl"
 REDIS_CONF = REDIS_DIR / "redis.conf"
 MAKE_ENV = ROOT / "deploy" / "make-env.sh"
-USERS = ("ingest", "detector", "alerts", "sinks", "default")
+USERS = ("ingest", "detector", "alerts", "sinks", "recorder", "web", "default")
 """The users of users.acl; ``default``, the administrator, is whoever does not log in as another."""
 
 
