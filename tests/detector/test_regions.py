@@ -114,6 +114,19 @@ def test_a_small_pistol_missed_by_the_whole_frame_is_found_in_a_crop_around_its_
     assert outcome.crops == [1] and outcome.found == [1]
 
 
+def test_a_pistol_both_passes_see_is_reported_once_with_the_higher_score(shipped: DetectorRunner) -> None:
+    image, pasted, truth = paste_pistol(room(FRAME), PISTOL_AT, PISTOL_SIDE)
+    frame = noisy_frame("cam", 0, image, ts_ns=0)
+    faint = Detection(label="pistol", class_id=0, score=0.3, box=tuple(round(v, 1) for v in truth))
+    table = Detection(label="pistol", class_id=0, score=0.4, box=(100.0, 100.0, 140.0, 150.0))
+    regions = RegionRunner(shipped, RegionsConfig(enabled=True))
+    outcome = regions.run([shipped.decode(frame)], [[faint, table]], [regions.plan(frame, motion=(pasted,))])
+    [found] = pistols(outcome.detections[0], truth)
+    assert found.score >= 0.5, "the crop's look wins the NMS"
+    assert table in outcome.detections[0], "whole-frame detections outside the crops stay"
+    assert outcome.found == [0], "the whole frame had it"
+
+
 def test_a_crop_box_cut_by_an_inner_crop_edge_is_dropped(shipped: DetectorRunner) -> None:
     image, _pasted, truth = paste_pistol(room(FRAME), PISTOL_AT, PISTOL_SIDE)
     frame = noisy_frame("cam", 0, image, ts_ns=0)
