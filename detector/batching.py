@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.schemas import Frame
+from shared.schemas import Box, Frame
 
 DropCallback = Callable[[str, str], None]
 """Called with (camera, reason) for every frame dropped."""
@@ -24,6 +24,8 @@ class Pending:
     frame: Frame
     arrived: float
     """Monotonic seconds when the frame reached the batcher."""
+    motion: tuple[Box, ...] = ()
+    """The frame's motion boxes (``detector/gate.py``), for region inference."""
 
 
 class DynamicBatcher:
@@ -39,8 +41,9 @@ class DynamicBatcher:
     def __len__(self) -> int:
         return len(self._slots)
 
-    def add(self, frame: Frame, *, now: float, now_ns: int) -> None:
-        """Offer a frame; it takes its camera's slot unless it is stale or older than the slot's."""
+    def add(self, frame: Frame, *, now: float, now_ns: int, motion: tuple[Box, ...] = ()) -> None:
+        """Offer a frame (and its ``motion`` boxes); it takes its camera's slot unless it is stale or
+        older than the slot's."""
         if now_ns - frame.ts_ns > self.max_frame_age_ns:
             self._on_drop(frame.camera, "stale")
             return
@@ -51,7 +54,7 @@ class DynamicBatcher:
             if current.frame.seq >= frame.seq:
                 return
             arrived = current.arrived  # the camera has been waiting since its first pending frame
-        self._slots[frame.camera] = Pending(frame, arrived)
+        self._slots[frame.camera] = Pending(frame, arrived, motion)
 
     def forget(self, camera: str) -> None:
         """Drop a camera's pending frame (its lease was lost)."""

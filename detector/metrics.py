@@ -69,6 +69,14 @@ class DetectorMetrics:
             "Verifier time per batch that verified a track (decode, crops, model)",
             buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.regions = Counter(
+            "vigil_detector_regions", "Native-resolution crops run through the model (region inference)",
+            ["camera"], registry=r,
+        )  # fmt: skip
+        self.region_detections = Counter(
+            "vigil_detector_region_detections",
+            "Detections kept from crops that the whole-frame pass did not have", ["camera"], registry=r,
+        )  # fmt: skip
         self.cameras_owned = Gauge("vigil_detector_cameras_owned", "Cameras this replica holds", registry=r)
         self.live_tracks = Gauge("vigil_detector_live_tracks", "Tracks alive, all cameras", registry=r)
         self.model_loaded = Gauge("vigil_detector_model_loaded", "1 once the model is loaded", registry=r)
@@ -81,6 +89,8 @@ class DetectorMetrics:
 
     def init_camera(self, camera: str) -> None:
         self.frames_processed.labels(camera)
+        self.regions.labels(camera)
+        self.region_detections.labels(camera)
         for reason in DROP_REASONS:
             self.frames_dropped.labels(camera, reason)
         for reason in SKIP_REASONS:

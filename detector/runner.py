@@ -90,6 +90,7 @@ class DetectorRunner:
         """Why :attr:`engine` is not what was asked for, or None."""
         self.model = built.model
         self.model.score_thresh = score_thresh
+        self.nms_iou_thresh = nms_iou_thresh
         self.half = built.precision == "fp16"
         self.device_decode = self.device.type == "cuda"
         """Decode each batch's JPEGs together on the model's device (nvJPEG on CUDA)."""
@@ -159,12 +160,15 @@ class DetectorRunner:
             for frame, image in zip(frames, images, strict=True)
         }
 
+    def model_input(self, image: Tensor) -> Tensor:
+        """A CHW uint8 image as the model takes it (0-1 fp16 when it runs in half precision)."""
+        return image.half() / 255 if self.half else image
+
     @torch.inference_mode()
     def detect(self, batch: list[DecodedFrame]) -> tuple[list[list[Detection]], float]:
         """Detections per frame (boxes in frame pixels, no track ids yet) and the inference seconds."""
         started = time.perf_counter()
-        images = [item.image.half() / 255 if self.half else item.image for item in batch]
-        results = self.model.predict(images)
+        results = self.model.predict([self.model_input(item.image) for item in batch])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - started
@@ -173,15 +177,22 @@ class DetectorRunner:
         ], seconds
 
     def _to_detections(self, result: dict[str, Tensor], item: DecodedFrame) -> list[Detection]:
-        boxes = (result["boxes"].float() * item.scale).cpu().tolist()
-        scores = result["scores"].float().cpu().tolist()
-        labels = result["labels"].cpu().tolist()
-        return [
-            Detection(
-                label=self.class_names[label],
-                class_id=label,
-                score=round(score, 4),
-                box=tuple(round(v, 1) for v in box),
-            )
-            for box, score, label in zip(boxes, scores, labels, strict=True)
-        ]
+        return to_detections(result["boxes"].float() * item.scale, result["scores"], result["labels"],
+                             self.class_names)  # fmt: skip
+
+
+def to_detections(
+    boxes: Tensor, scores: Tensor, labels: Tensor, class_names: Sequence[str]
+) -> list[Detection]:
+    """Typed detections of (K, 4) xyxy frame-pixel ``boxes`` and their ``scores`` and class ``labels``."""
+    return [
+        Detection(
+            label=class_names[label],
+            class_id=label,
+            score=round(score, 4),
+            box=tuple(round(v, 1) for v in box),
+        )
+        for box, score, label in zip(
+            boxes.float().cpu().tolist(), scores.float().cpu().tolist(), labels.cpu().tolist(), strict=True
+        )
+    ]

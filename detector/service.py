@@ -8,7 +8,9 @@ frame to the camera's own detections stream. Under load a full batch is decoded 
 works on the previous one (double buffering); frames that arrive while the model is busy replace
 older ones instead of queueing. Before a frame reaches the batcher, its camera's
 :class:`~detector.gate.MotionGate` may skip it (nothing moved; ``detector.motion``): a skipped frame
-is counted, publishes nothing and leaves the camera's tracks as they are.
+is counted, publishes nothing and leaves the camera's tracks as they are. With
+``detector.regions`` enabled the inference thread also runs the model on native-resolution crops
+around the camera's tracks and the frame's motion boxes (``detector/region_runner.py``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis
 
 from detector.batching import DynamicBatcher
-from detector.gate import MotionGate
+from detector.gate import INFER_UNGATED, GateDecision, MotionGate
 from detector.metrics import DetectorMetrics
+from detector.region_runner import RegionRunner
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.track_ids import TrackIds
 from detector.tracking import MultiCameraTracker
@@ -33,7 +37,7 @@ from shared.config import DetectorConfig, MotionConfig
 from shared.errors import DecodeError, SchemaError, StoreUnavailable
 from shared.logs import LIMITED_INTERVAL_S, log_limited
 from shared.redis import call
-from shared.schemas import Detection, Detections, Frame
+from shared.schemas import Box, Detection, Detections, Frame
 from shared.service import LeasedService
 from shared.streams import read_streams
 
@@ -78,6 +82,15 @@ class FrameReader:
         return entries
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What the reader thread hands the inference thread: decoded frames and their motion boxes."""
+
+    items: list[DecodedFrame]
+    motion: dict[tuple[str, int], tuple[Box, ...]]
+    """By (camera, seq)."""
+
+
 class DetectorService(LeasedService):
     lease_group = "detect"
 
@@ -117,7 +130,8 @@ class DetectorService(LeasedService):
             None if config.verifier is None
             else TrackVerifier.from_config(config.verifier, device=runner.device, labels=runner.class_names)
         )  # fmt: skip
-        self._handoff: queue.Queue[list[DecodedFrame] | None] = queue.Queue(maxsize=1)
+        self.regions = RegionRunner(runner, config.regions) if config.regions.enabled else None
+        self._handoff: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._model_busy = threading.Event()
         self._inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self.processed = 0
@@ -185,24 +199,26 @@ class DetectorService(LeasedService):
         if frame.ts_ns > now_ns + self._max_skew_ns:  # a camera host whose clock is ahead
             self.metrics.drop(camera, "clock_skew")
             return
-        if self._gated_out(frame):
+        decision = self._decide(frame)
+        if decision is None or not decision.infer:
             return
-        self._batcher.add(frame, now=time.monotonic(), now_ns=now_ns)
+        motion = decision.motion.boxes if decision.motion is not None else ()
+        self._batcher.add(frame, now=time.monotonic(), now_ns=now_ns, motion=motion)
 
-    def _gated_out(self, frame: Frame) -> bool:
-        """Whether the camera's motion gate skips the frame (counted), or it would not decode."""
+    def _decide(self, frame: Frame) -> GateDecision | None:
+        """The camera's motion gate on the frame (a skip is counted); None when it would not decode."""
         gate = self._gates.get(frame.camera)
         if gate is None:
-            return False
+            return INFER_UNGATED
         try:
             decision = gate.decide(frame)
         except DecodeError as error:
             self._decode_failed(frame, error)
-            return True
+            return None
         if not decision.infer:
             self.skipped += 1
             self.metrics.frames_skipped.labels(frame.camera, "no_motion").inc()
-        return not decision.infer
+        return decision
 
     def _decode_failed(self, frame: Frame, error: DecodeError) -> None:
         self.metrics.drop(frame.camera, "decode_failed")
@@ -219,7 +235,8 @@ class DetectorService(LeasedService):
     def _dispatch(self) -> None:
         if not self._batcher.ready(time.monotonic()) or not self._can_dispatch():
             return
-        frames = [pending.frame for pending in self._batcher.take(now_ns=time.time_ns())]
+        taken = self._batcher.take(now_ns=time.time_ns())
+        frames = [pending.frame for pending in taken]
         started = time.perf_counter()
         decoded, failed = self.runner.decode_batch(frames)
         if frames:
@@ -229,7 +246,8 @@ class DetectorService(LeasedService):
         for frame, error in failed:
             self._decode_failed(frame, error)
         if decoded:
-            self._handoff.put(decoded)
+            motion = {(pending.frame.camera, pending.frame.seq): pending.motion for pending in taken}
+            self._handoff.put(_Batch(decoded, motion))
 
     # -- inference thread ----------------------------------------------------------------------
 
@@ -239,28 +257,31 @@ class DetectorService(LeasedService):
             try:
                 self._process(batch)
             except (RuntimeError, ValueError) as error:  # torch's errors: a batch lost, not the service
-                for item in batch:
+                for item in batch.items:
                     self.metrics.drop(item.frame.camera, "inference_failed")
                 log_limited(log, "inference_failed", LIMITED_INTERVAL_S,
-                            "inference failed on a batch of %d frames (%s): %s", len(batch),
-                            ", ".join(sorted({item.frame.camera for item in batch})), error,
+                            "inference failed on a batch of %d frames (%s): %s", len(batch.items),
+                            ", ".join(sorted({item.frame.camera for item in batch.items})), error,
                             level=logging.ERROR)  # fmt: skip
             finally:
                 self._model_busy.clear()
             if self._max_frames is not None and self.processed >= self._max_frames:
                 self.stop()
 
-    def _process(self, batch: list[DecodedFrame]) -> None:
+    def _process(self, handoff: _Batch) -> None:
         started_ns = time.time_ns()
+        batch = handoff.items
         per_frame, seconds = self.runner.detect(batch)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.inference_seconds.observe(seconds)
+        timings_ms = {"inference": round(seconds * 1000, 2)}
+        if self.regions is not None:
+            per_frame = self._run_regions(self.regions, handoff, per_frame, timings_ms)
         tracked = [
             self.tracker.update(item.frame.camera, detections, time_s=item.frame.ts_ns / 1e9)
             for item, detections in zip(batch, per_frame, strict=True)
         ]
         self._hold_gates(batch, tracked)
-        timings_ms = {"inference": round(seconds * 1000, 2)}
         if self.verifier is not None:
             tracked, timings_ms["verify"] = self._verify(self.verifier, batch, tracked)
         messages = []
@@ -276,6 +297,28 @@ class DetectorService(LeasedService):
             self.metrics.queue_lag_seconds.observe(max(0.0, queue_wait_ms / 1000))
         self._publish(messages)
         self.metrics.live_tracks.set(self.tracker.live_tracks())
+
+    def _run_regions(
+        self, regions: RegionRunner, handoff: _Batch, per_frame: list[list[Detection]],
+        timings_ms: dict[str, float],
+    ) -> list[list[Detection]]:  # fmt: skip
+        """The batch's detections with those of its crops (``detector/region_runner.py``), planned
+        around each camera's tracks (before this frame) and the frame's motion; adds the step's ms
+        to ``timings_ms`` when a crop ran."""
+        plans = [
+            regions.plan(item.frame, tracks=self.tracker.track_boxes(item.frame.camera),
+                         motion=handoff.motion.get((item.frame.camera, item.frame.seq), ()))
+            for item in handoff.items
+        ]  # fmt: skip
+        if not any(plans):
+            return per_frame
+        outcome = regions.run(handoff.items, per_frame, plans)
+        for item, crops, found in zip(handoff.items, outcome.crops, outcome.found, strict=True):
+            self.metrics.regions.labels(item.frame.camera).inc(crops)
+            self.metrics.region_detections.labels(item.frame.camera).inc(found)
+        if any(outcome.crops):
+            timings_ms["regions"] = round(outcome.seconds * 1000, 2)
+        return outcome.detections
 
     def _hold_gates(self, batch: list[DecodedFrame], tracked: list[list[Detection]]) -> None:
         """Cameras with detections keep every frame inferred for ``hold_s`` (see detector/gate.py)."""

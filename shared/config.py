@@ -265,6 +265,18 @@ class VerifierConfig(_Section):
     )
 
 
+class RegionsConfig(_Section):
+    """Region inference (docs/detector.md#region-inference): besides the whole frame, the model looks
+    at crops of the frame's own pixels, one model input square, around tracks and motion boxes."""
+
+    enabled: bool = Field(False, description="Run the model on native-resolution crops as well")
+    max_regions: int = Field(2, ge=0, le=16, description="Most crops per frame (each one more model pass)")
+    min_frame_scale: float = Field(
+        1.5, ge=1, le=100,
+        description="Crops only for frames at least this many model inputs on their long side",
+    )  # fmt: skip
+
+
 class DetectorConfig(ServiceConfig):
     metrics_port: int | None = Field(
         9102, ge=0, le=65535, description="/metrics port (0: any free, None: off)"
@@ -306,6 +318,9 @@ class DetectorConfig(ServiceConfig):
     )
     motion: MotionConfig = Field(
         default_factory=MotionConfig, description="Motion gating: every camera's default (cameras[].motion)"
+    )
+    regions: RegionsConfig = Field(
+        default_factory=RegionsConfig, description="Region inference: native crops around tracks and motion"
     )
 
 

@@ -244,6 +244,11 @@ class MultiCameraTracker:
         tracker = self._trackers.get(camera)
         return {t.track_id for t in tracker.tracks if t.track_id is not None} if tracker else set()
 
+    def track_boxes(self, camera: str) -> tuple[Box, ...]:
+        """The boxes of the camera's live tracks (tentative, confirmed and lost) as of its last frame."""
+        tracker = self._trackers.get(camera)
+        return tuple(t.box for t in tracker.tracks) if tracker else ()
+
     def live_tracks(self) -> int:
         """Tracks with an id (confirmed or lost), over all cameras."""
         return sum(t.track_id is not None for tracker in self._trackers.values() for t in tracker.tracks)

@@ -36,9 +36,8 @@ def room(size: tuple[int, int] = SIZE) -> np.ndarray:
 
 
 @functools.cache
-def pistol_crop(side: int = 100) -> np.ndarray:
-    """The validation image's labelled pistol with a quarter of its size as context on each side,
-    scaled so its longer side is ``side`` pixels."""
+def _pistol(side: int) -> tuple[np.ndarray, Box]:
+    """:func:`pistol_crop` and the labelled box in it."""
     image = cv2.imread(str(data_dir() / "pistols" / "images" / "val" / f"{PISTOL_IMAGE}.jpg"))
     label = (data_dir() / "pistols" / "labels" / "val" / f"{PISTOL_IMAGE}.txt").read_text().split()
     cx, cy, w, h = (float(v) for v in label[1:5])
@@ -47,18 +46,36 @@ def pistol_crop(side: int = 100) -> np.ndarray:
     x2, y2 = min(width, round((cx + 0.75 * w) * width)), min(height, round((cy + 0.75 * h) * height))
     crop = image[y1:y2, x1:x2]
     scale = side / max(crop.shape[:2])
-    return cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    labelled = ((cx - w / 2) * width - x1, (cy - h / 2) * height - y1,
+                (cx + w / 2) * width - x1, (cy + h / 2) * height - y1)  # fmt: skip
+    resized = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return resized, tuple(v * scale for v in labelled)  # type: ignore[return-value]
+
+
+def pistol_crop(side: int = 100) -> np.ndarray:
+    """The validation image's labelled pistol with a quarter of its size as context on each side,
+    scaled so its longer side is ``side`` pixels."""
+    return _pistol(side)[0]
+
+
+def paste_pistol(image: np.ndarray, at: tuple[int, int], side: int) -> tuple[np.ndarray, Box, Box]:
+    """A copy of ``image`` with :func:`pistol_crop` of ``side`` pasted with its top-left corner at
+    ``at``; the pasted box and the pistol's labelled box, in ``image`` pixels."""
+    crop, (bx1, by1, bx2, by2) = _pistol(side)
+    x, y = at
+    pasted = image.copy()
+    pasted[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
+    box = (float(x), float(y), float(x + crop.shape[1]), float(y + crop.shape[0]))
+    return pasted, box, (x + bx1, y + by1, x + bx2, y + by2)
 
 
 def with_pistol(image: np.ndarray, at: tuple[int, int] = PISTOL_AT) -> tuple[np.ndarray, Box]:
     """A copy of ``image`` with the pistol crop pasted at ``at`` (scaled with the image from
     :data:`SIZE`), and the pasted box."""
     scale = image.shape[1] / SIZE[0]
-    crop = pistol_crop(round(100 * scale))
-    x, y = round(at[0] * scale), round(at[1] * scale)
-    pasted = image.copy()
-    pasted[y : y + crop.shape[0], x : x + crop.shape[1]] = crop
-    return pasted, (float(x), float(y), float(x + crop.shape[1]), float(y + crop.shape[0]))
+    pasted, box, _labelled = paste_pistol(image, (round(at[0] * scale), round(at[1] * scale)),
+                                          round(100 * scale))  # fmt: skip
+    return pasted, box
 
 
 @functools.cache

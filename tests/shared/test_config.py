@@ -85,6 +85,9 @@ def test_vigil_config_names_the_file(tmp_path: Path) -> None:
             "alerts.rules[0].verify needs detector.verifier",
         ),
         ("detector: {verifier: {margin: -0.1}}\n", "detector.verifier.margin"),
+        ("detector: {regions: {max_regions: 17}}\n", "detector.regions.max_regions"),
+        ("detector: {regions: {min_frame_scale: 0.5}}\n", "detector.regions.min_frame_scale"),
+        ("detector: {regions: {slices: 4}}\n", "detector.regions.slices"),
         ("detector: {tracker: {max_age: 30}}\n", "max_age counted frames and is no longer read: set max_age_s"),  # noqa: E501
     ],
 )
@@ -216,3 +219,11 @@ def test_the_frames_bound_holds_the_recorders_pre_roll() -> None:
     assert no_pre_roll.frames_maxlen(fast) == 100
     with pytest.raises(ValidationError, match="max_clip_s"):
         VigilConfig(record={"pre_s": 10, "max_clip_s": 5})
+
+
+def test_region_inference_is_off_by_default_and_set_by_file_or_env(tmp_path: Path) -> None:
+    regions = load_config(env={}).detector.regions
+    assert (regions.enabled, regions.max_regions, regions.min_frame_scale) == (False, 2, 1.5)
+    path = write(tmp_path, "detector: {regions: {enabled: true, max_regions: 4}}\n")
+    assert load_config(path, env={}).detector.regions.max_regions == 4
+    assert load_config(env={"VIGIL_DETECTOR_REGIONS_ENABLED": "true"}).detector.regions.enabled
