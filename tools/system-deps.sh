@@ -2,8 +2,9 @@
 # Installs the Debian packages the tests use, when they are missing (safe to run again):
 # ffmpeg (libx264 clips; vigil record writes its clips with it), postgresql (the event store's tests
 # start a private cluster), the GStreamer RTSP server (a real RTSP camera in tests), promtool,
-# tcmalloc (allocator) and redis-server 7 (the compose Redis's ACL users and append-only file,
-# tests/deploy/test_redis_*.py). Needs root or sudo; prints what to install otherwise.
+# tcmalloc (allocator), redis-server 7 (the compose Redis's ACL users and append-only file,
+# tests/deploy/test_redis_*.py), mosquitto (the MQTT sink's broker), chromium and chromium-driver (the
+# console's browser test). Needs root or sudo; prints what to install otherwise.
 set -euo pipefail
 
 packages=(
@@ -11,7 +12,7 @@ packages=(
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp python3-gi
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   prometheus libtcmalloc-minimal4 redis-server
-  mosquitto postgresql
+  mosquitto postgresql chromium chromium-driver
 )
 missing=()
 for package in "${packages[@]}"; do
