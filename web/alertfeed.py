@@ -109,9 +109,8 @@ class AlertFeed:
                         if entry is not None:
                             for subscriber in self._listening():
                                 subscriber.offer(entry)
-            except StoreUnavailable as error:
+            except StoreUnavailable as error:  # resumes after the last entry sent: none is skipped
                 log_limited(log, "alerts", LIMITED_INTERVAL_S, "alert feed: %s", error)
-                cursor = "$"
                 time.sleep(RETRY_S)
 
     def _decode(self, row: tuple[bytes, dict]) -> FeedEntry | None:
