@@ -154,13 +154,13 @@ def test_replicas_share_the_sinks_and_take_over_a_stopped_one(redis_client: redi
     try:
         with running(replica("b")) as b:
             with running(replica("a")) as a:
-                assert wait_for(lambda: len(a.active) == 1 and len(b.active) == 1, 10), "one sink each"
+                assert wait_for(lambda: len(a.active) == 1 and len(b.active) == 1, 30), "one sink each"
                 record(redis_client, *first)
-                assert wait_for(lambda: all(len(r.accepted()) == 10 for r in receivers.values()), 10)
+                assert wait_for(lambda: all(len(r.accepted()) == 10 for r in receivers.values()), 30)
             # a stopped and gave its lease back: b delivers both sinks now
-            assert wait_for(lambda: len(b.active) == 2, 10)
+            assert wait_for(lambda: len(b.active) == 2, 30)
             record(redis_client, *second)
-            assert wait_for(lambda: all(len(r.accepted()) == 20 for r in receivers.values()), 10)
+            assert wait_for(lambda: all(len(r.accepted()) == 20 for r in receivers.values()), 30)
         for receiver in receivers.values():
             assert set(receiver.accepted()) == {e.event_id for e in first + second}
             assert len(receiver.requests) == 20, "a clean hand-over sends nothing twice"
