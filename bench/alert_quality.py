@@ -270,14 +270,14 @@ def row(result: Score) -> str:
         f"| {result.clip} | {result.seconds:.0f} s | {alerted} | {seen} | "
         f"{cell(percentile(result.delays_s, 50), '.2f')} | {cell(percentile(result.delays_s, 95), '.2f')} | "
         f"{result.false_alerts} ({cell(per_hour, '.0f')}/h) | {cell(recall, '.2f')} | "
-        f"{cell(precision, '.2f')} | "
+        f"{cell(precision, '.2f')} | {result.false_pos} | "
         f"{result.frames_reported}/{result.frames_ingested} |"
     )
 
 
 HEADER = (
     "| clip | length | alerted | seen by model | to alert p50 s | p95 s | false alerts | box recall | "
-    "box precision | frames reported/ingested |\n|---|---|---|---|---|---|---|---|---|---|"
+    "box precision | false boxes | frames reported/ingested |\n|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
