@@ -91,6 +91,8 @@ class Score:
     false_neg: int = 0
     frames_ingested: int = 0
     frames_reported: int = 0
+    detail: list[str] = field(default_factory=list)
+    """Per appearance: its pistol's height, whether the model saw it and when it alerted."""
 
 
 # ----------------------------------------------------------------------------- clips
@@ -215,7 +217,8 @@ def score(name: str, run: Run, truth: Truth | None, seconds: float, fps: float, 
 
     started = [(e, latency) for e, latency in run.alerts if e.kind == "started"]
     claimed: set[int] = set()
-    for appearance in truth.appearances:
+    first_alert: dict[int, float] = {}
+    for number, appearance in enumerate(truth.appearances):
         delays = []
         for index, (event, latency) in enumerate(started):
             frame = frame_of(event.seq)
@@ -225,8 +228,8 @@ def score(name: str, run: Run, truth: Truth | None, seconds: float, fps: float, 
                 claimed.add(index)
                 delays.append(frame / truth.fps - appearance.first / truth.fps + latency)
         if delays:
-            result.alerted += 1
-            result.delays_s.append(min(delays))
+            first_alert[number] = min(delays)
+    result.alerted, result.delays_s = len(first_alert), list(first_alert.values())
     result.false_alerts = len(started) - len(claimed)
     seen: set[int] = set()
     for message in run.detections:
@@ -244,7 +247,18 @@ def score(name: str, run: Run, truth: Truth | None, seconds: float, fps: float, 
             seen.update(i for i, a in enumerate(truth.appearances) if a.first <= frame <= a.last)
         result.frames_reported += 1
     result.seen = len(seen)
+    result.detail = [describe_appearance(truth, number, number in seen, first_alert.get(number))
+                     for number in range(len(truth.appearances))]  # fmt: skip
     return result
+
+
+def describe_appearance(truth: Truth, number: int, seen: bool, delay_s: float | None) -> str:
+    appearance = truth.appearances[number]
+    heights = [
+        b[3] - b[1] for f in range(appearance.first, appearance.last + 1) for b in truth.boxes.get(f, [])
+    ]
+    alert = "no alert" if delay_s is None else f"alerted after {delay_s:.2f} s"
+    return f"#{number} ~{np.median(heights):.0f} px tall: {'seen' if seen else 'not seen'}, {alert}"
 
 
 def percentile(values: list[float], percent: float) -> float | None:
@@ -338,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     for result in results:
         print(row(result))
+    for result in results:
+        if result.detail:
+            print(f"{result.clip}: " + "; ".join(result.detail))
     return 0
 
 
