@@ -37,7 +37,10 @@ def test_an_overlapping_alert_during_an_appearance_covers_it_and_a_stray_one_is_
     result = score("clip", Run(alerts, pts, []), TRUTH, 4.0, 5, 0.6)
     assert (result.appearances, result.alerted, result.false_alerts) == (2, 1, 2)
     assert result.delays_s == [pytest.approx(0.3 + 0.25)]
-    assert result.detail == ["#0 ~40 px tall: not seen, alerted after 0.55 s", "#1 ~40 px tall: not seen, no alert"]
+    assert result.detail == [
+        "#0 ~40 px tall: not seen, alerted after 0.55 s",
+        "#1 ~40 px tall: not seen, no alert",
+    ]
 
 
 def test_box_recall_and_precision_count_detections_at_the_rules_score() -> None:
