@@ -37,6 +37,7 @@ from shared.config import (
     IngestConfig,
     RecordConfig,
     RedisConfig,
+    RegionsConfig,
     WebConfig,
 )
 from shared.eventstore import EventStore
@@ -211,9 +212,11 @@ def build_services(
     runner: DetectorRunner,
     *,
     metrics_port: int | None,
+    regions: RegionsConfig | None = None,
 ) -> DemoServices:
-    """Ingest in burst mode (it ends with the clip), the detector and the alerts service, all named
-    ``demo``; their metrics on ``metrics_port`` and the next two ports when given."""
+    """Ingest in burst mode (it ends with the clip), the detector (with ``regions``, default off)
+    and the alerts service, all named ``demo``; their metrics on ``metrics_port`` and the next two
+    ports when given."""
     ports = (metrics_port, metrics_port + 1, metrics_port + 2) if metrics_port else (0, 0, 0)
     common = {"metrics_host": "127.0.0.1", "instance": "demo"}
     endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -225,7 +228,13 @@ def build_services(
             burst=True,
         ),
         detector=DetectorService(
-            DetectorConfig(**common, metrics_port=ports[1], max_batch=4, max_wait_ms=50),
+            DetectorConfig(
+                **common,
+                metrics_port=ports[1],
+                max_batch=4,
+                max_wait_ms=50,
+                regions=regions or RegionsConfig(),
+            ),
             [camera.id for camera in cameras],
             client=client,
             runner=runner,
