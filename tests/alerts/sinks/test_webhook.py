@@ -142,6 +142,11 @@ def test_filters_leave_events_out_and_acknowledge_them(redis_client: redis.Redis
         assert wait_for(lambda: set(receiver.accepted()) == {wanted.event_id}, 5)
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known race (issue 16, open): a sink handed over while its old worker's XREADGROUP is "
+    "blocked can leave the next entries pending under the old consumer until they are claimed as idle",
+)
 def test_replicas_share_the_sinks_and_take_over_a_stopped_one(redis_client: redis.Redis) -> None:
     receivers = {name: Receiver(Script()) for name in ("h1", "h2")}
     targets = tuple(webhook(r.url, name=name) for name, r in receivers.items())
