@@ -3,9 +3,12 @@ and takes each event through filter → rate limit → deliver (retrying with fu
 to ``max_age_s``) → acknowledge, or dead-letter and acknowledge. In order, one event at a time.
 
 An entry is acknowledged (XACK) only once the receiver has it or it is dead-lettered; until then
-it stays pending in the group. A worker that starts (a take-over, a restart, Redis back) first
-claims every pending entry of the group (XAUTOCLAIM), so an event whose delivery was cut short is
-delivered again: at least once. The receiver de-duplicates on the event id.
+it stays pending in the group. A worker that stops releases what it read and did not finish: it
+sets those entries' idle time to ``ABANDONED_IDLE_MS``, so the next owner's claim (XAUTOCLAIM, at
+start and then every ``RECLAIM_INTERVAL_S`` while reads come back empty) takes them at once. A
+replica that died holding entries cannot release them; they are taken once that long idle. So an
+event whose delivery was cut short is delivered again: at least once, and a clean hand-over sends
+nothing twice. The receiver de-duplicates on the event id.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ log = logging.getLogger(__name__)
 READ_COUNT = 100
 READ_BLOCK_MS = 200
 REDIS_RETRY_S = 0.5
-RECLAIM_INTERVAL_S = 30.0
-RECLAIM_IDLE_MS = 60_000
-"""While running, entries pending this long under another consumer (a replica that lost the sink
-while reading) are claimed, every RECLAIM_INTERVAL_S."""
+RECLAIM_INTERVAL_S = 1.0
+ABANDONED_IDLE_MS = 30_000
+"""Entries pending this long are the owner's to claim: released by a stopped worker (which sets
+their idle time to this), or held by a replica that died. Long enough that a worker still finishing
+the delivery in hand when its sink moved (a request's timeout) is not doubled."""
+RELEASE_COUNT = 1_000
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class SinkWorker:
         self._farewell = True
         self._thread = threading.Thread(target=self._run, name=f"sink-{config.name}", daemon=True)
         self._group_ready = False
-        self._claim: tuple[str, int] | None = ("0-0", 0)
+        self._claim: tuple[str, int] | None = ("0-0", ABANDONED_IDLE_MS)
         """(start id, least idle ms) of the next claim of pending entries; None: read new entries."""
         self._next_reclaim = time.monotonic() + RECLAIM_INTERVAL_S
         self.head_ms: int | None = None
@@ -125,6 +130,7 @@ class SinkWorker:
         except Exception:  # a bug: logged (redacted); the service starts the worker again
             log.exception("sink %s: worker failed", self.name)
         finally:
+            self._release()
             self.sink.close(farewell=self._farewell)
 
     # -- reading -------------------------------------------------------------------------------
@@ -146,7 +152,7 @@ class SinkWorker:
             self._handle(entry_id, fields)
         if self._claim is None and not entries and time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + RECLAIM_INTERVAL_S
-            self._claim = ("0-0", RECLAIM_IDLE_MS)
+            self._claim = ("0-0", ABANDONED_IDLE_MS)
 
     @staticmethod
     def ensure_group(client: redis.Redis, config: SinkBaseConfig) -> None:
@@ -183,6 +189,34 @@ class SinkWorker:
             call(lambda: self._client.xack(keys.ALERTS, self.group, *deleted))
         self._claim = None if next_start == "0-0" else (next_start, idle_ms)
         return [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+
+    def _release(self) -> None:
+        """Leave what this worker read and did not finish to the sink's next owner, to take at once.
+
+        Everything pending under this consumer in the sink's group is this worker's (one worker per
+        sink and instance). Redis has no "unclaim": XCLAIM to itself with the idle time set to
+        ABANDONED_IDLE_MS does it. If Redis does not answer, they are taken once that long idle."""
+        try:
+            held = call(
+                lambda: self._client.xpending_range(
+                    keys.ALERTS, self.group, "-", "+", RELEASE_COUNT, consumername=self._consumer
+                )
+            )
+            if held:
+                ids = [entry["message_id"] for entry in held]
+                call(
+                    lambda: self._client.xclaim(
+                        keys.ALERTS, self.group, self._consumer, 0, ids, idle=ABANDONED_IDLE_MS, justid=True
+                    )
+                )
+                log.info("sink %s: %d events left to the next owner", self.name, len(ids))
+        except (StoreUnavailable, redis.RedisError) as error:
+            log.warning(
+                "sink %s: could not release the events in hand (%s); they are taken after %.0f s idle",
+                self.name,
+                error,
+                ABANDONED_IDLE_MS / 1000,
+            )
 
     def _read(self) -> list[tuple[bytes, dict]]:
         replies = call(

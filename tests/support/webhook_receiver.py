@@ -13,12 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Script:
     """What the receiver answers: the first ``fail_first`` requests 503, then ``timeouts`` requests
-    answered too late, then ``reject`` event ids 400 (once each), everything else 200."""
+    answered too late, then ``reject`` event ids 400 (once each), everything else 200. While a
+    ``gate`` is given and not set, requests wait for it (up to 30 s) before they are answered."""
 
     fail_first: int = 0
     timeouts: int = 0
     delay_s: float = 1.0
     reject: set[str] = field(default_factory=set)
+    gate: threading.Event | None = None
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received_s = time.time()
+                if receiver.script.gate is not None:
+                    receiver.script.gate.wait(30)
                 status, delay_s = receiver._answer(json.loads(body)["event_id"])
                 time.sleep(delay_s)
                 with receiver._lock:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,11 @@ import redis
 import yaml
 from prometheus_client import generate_latest
 
+from alerts.sinks.metrics import SinksMetrics
 from alerts.sinks.service import SinkService
+from alerts.sinks.targets import open_sink
 from alerts.sinks.webhook import verify
+from alerts.sinks.worker import SinkWorker
 from shared import keys
 from shared.config import SinksConfig, WebhookSinkConfig
 from tests.alerts.sinks.conftest import SECRET, event, record
@@ -142,11 +147,6 @@ def test_filters_leave_events_out_and_acknowledge_them(redis_client: redis.Redis
         assert wait_for(lambda: set(receiver.accepted()) == {wanted.event_id}, 5)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (issue 16, open): a sink handed over while its old worker's XREADGROUP is "
-    "blocked can leave the next entries pending under the old consumer until they are claimed as idle",
-)
 def test_replicas_share_the_sinks_and_take_over_a_stopped_one(redis_client: redis.Redis) -> None:
     receivers = {name: Receiver(Script()) for name in ("h1", "h2")}
     targets = tuple(webhook(r.url, name=name) for name, r in receivers.items())
@@ -172,6 +172,39 @@ def test_replicas_share_the_sinks_and_take_over_a_stopped_one(redis_client: redi
     finally:
         for receiver in receivers.values():
             receiver.close()
+
+
+def test_a_moved_sink_s_old_worker_leaves_what_it_held_to_the_new_owner(
+    redis_client: redis.Redis, receiver: Receiver
+) -> None:
+    """The hand-over race: the old worker has read a batch (a blocked read can return one after
+    the sink moved) and is mid-delivery of its first event when the sink moves. The new owner must
+    not send that event again, and must deliver the rest at once, not once they idle out (30 s)."""
+    gate = threading.Event()
+    receiver.script = Script(gate=gate)
+    target = webhook(receiver.url, timeout_s=5.0)
+    events = [event(n) for n in range(5)]
+    record(redis_client, *events)
+    metrics = SinksMetrics()
+    old = SinkWorker(open_sink(target), target, client=redis_client, consumer="old", metrics=metrics)
+    new = SinkWorker(open_sink(target), target, client=redis_client, consumer="new", metrics=metrics)
+    group = keys.sink_group("hook")
+    old.start()
+    try:
+        assert wait_for(lambda: redis_client.xpending(keys.ALERTS, group)["pending"] == 5, 10)
+        old.stop(handed_over=True)
+        new.start()
+        time.sleep(1.0)  # the new owner's first claim comes while the old worker's request waits
+        gate.set()  # the old worker's request in flight is answered now
+        assert old.join(10), "the old worker stops after the delivery in hand"
+        assert wait_for(lambda: len(receiver.accepted()) == 5, 5), "released events go at once"
+        assert wait_for(lambda: redis_client.xpending(keys.ALERTS, group)["pending"] == 0, 5)
+        assert sorted(receiver.accepted()) == sorted(e.event_id for e in events)
+        assert len(receiver.requests) == 5, "nothing sent twice"
+    finally:
+        for worker in (old, new):
+            worker.stop()
+            worker.join(10)
 
 
 def test_lag_counts_the_events_not_yet_delivered(redis_client: redis.Redis, receiver: Receiver) -> None:
