@@ -56,10 +56,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import cv2
 
@@ -88,6 +88,7 @@ CHILD_ENV_VARS = (
     "OPENCV_FFMPEG_THREADS", "OPENCV_FFMPEG_CAPTURE_OPTIONS", CV_THREADS_ENV,
 )  # fmt: skip
 """Variables the parent clears, so that each child gets exactly its variant's environment."""
+T = TypeVar("T")
 
 
 # -- the clip ------------------------------------------------------------------------------------
@@ -218,8 +219,26 @@ class DelayedSource:
         return getattr(self._inner, name)
 
 
-def ingest_service(clip: Path, client: Any, *, count: int, paced: bool) -> Any:
-    """The real service with default config; paced cameras loop the clip and start spread out."""
+@dataclass(frozen=True)
+class Overrides:
+    """Config fields to set other than to their defaults: ``cameras[]`` and ``ingest`` ones."""
+
+    camera: Mapping[str, Any] = field(default_factory=dict)
+    ingest: Mapping[str, Any] = field(default_factory=dict)
+
+
+DEFAULTS = Overrides()
+
+
+def camera_id(index: int) -> str:
+    return f"bench-{index}"
+
+
+def ingest_service(
+    clip: Path, client: Any, *, count: int, paced: bool, overrides: Overrides = DEFAULTS
+) -> Any:
+    """The real service with default config (but ``overrides``); paced cameras loop the clip and
+    start spread out."""
     from ingest.service import IngestService
     from ingest.sources import OpenCVSource
     from shared.config import CameraConfig, IngestConfig
@@ -228,9 +247,9 @@ def ingest_service(clip: Path, client: Any, *, count: int, paced: bool) -> Any:
         index = int(camera.id.rsplit("-", 1)[1])
         return DelayedSource(OpenCVSource(camera, timeouts), index / count if paced else 0.0)
 
-    ids = [f"bench-{index}" for index in range(count)]
-    cameras = [CameraConfig(id=i, url=str(clip), realtime=paced, loop=paced) for i in ids]
-    config = IngestConfig(instance=f"bench-{os.getpid()}", metrics_port=None)
+    ids = [camera_id(index) for index in range(count)]
+    cameras = [CameraConfig(id=i, url=str(clip), realtime=paced, loop=paced, **overrides.camera) for i in ids]
+    config = IngestConfig(instance=f"bench-{os.getpid()}", metrics_port=None, **overrides.ingest)
     return IngestService(config, tuple(cameras), client=client, burst=True, source_factory=source)
 
 
@@ -244,6 +263,7 @@ class Snapshot:
     server_cpu_s: float
     frames_read: list[float]
     frames_published: list[float]
+    encoded: tuple[float, float]  # resize + encode: seconds, frames (ingest's histogram)
 
 
 @dataclass
@@ -259,6 +279,7 @@ class Sample:
     min_read_fps: float
     min_published_fps: float
     machine_busy: float  # share of all cores busy, every process on the machine
+    encode_ms: float = 0.0  # mean wall ms of one resize + encode (ingest only)
     tcmalloc_loaded: bool = False
 
     @property
@@ -287,7 +308,9 @@ class Sample:
 class Cameras:
     """``count`` cameras of one kind, bare loops or one ingest service, and their counters."""
 
-    def __init__(self, kind: str, clip: Path, *, count: int, paced: bool) -> None:
+    def __init__(
+        self, kind: str, clip: Path, *, count: int, paced: bool, overrides: Overrides = DEFAULTS
+    ) -> None:
         self.count = count
         self.client = _redis_client() if kind == "ingest" else None
         self._bare: list[BareLoop] = []
@@ -298,7 +321,7 @@ class Cameras:
             ]
             self.runners: list[Runner] = list(self._bare)
         else:
-            self._service = ingest_service(clip, self.client, count=count, paced=paced)
+            self._service = ingest_service(clip, self.client, count=count, paced=paced, overrides=overrides)
             self.runners = [ServiceRunner(self._service)]
         if os.environ.get(CV_THREADS_ENV):  # after the service is built: the variant decides
             cv2.setNumThreads(int(os.environ[CV_THREADS_ENV]))
@@ -307,14 +330,20 @@ class Cameras:
         """Frames read and frames published so far, per camera."""
         if self._bare:
             return [float(loop.frames) for loop in self._bare], [0.0] * self.count
+        read = self._per_camera("vigil_ingest_frames_read_total")
+        return read, self._per_camera("vigil_ingest_frames_published_total")
+
+    def encoded(self) -> tuple[float, float]:
+        """Seconds spent resizing and encoding so far, and frames encoded, all cameras together."""
+        if self._bare:
+            return 0.0, 0.0
+        name = "vigil_ingest_encode_seconds"
+        return sum(self._per_camera(f"{name}_sum")), sum(self._per_camera(f"{name}_count"))
+
+    def _per_camera(self, name: str) -> list[float]:
         registry = self._service.metrics.registry
-
-        def total(name: str) -> list[float]:
-            cameras = (f"bench-{index}" for index in range(self.count))
-            return [registry.get_sample_value(name, {"camera": c}) or 0.0 for c in cameras]
-
-        read = total("vigil_ingest_frames_read_total")
-        return read, total("vigil_ingest_frames_published_total")
+        cameras = (camera_id(index) for index in range(self.count))
+        return [registry.get_sample_value(name, {"camera": c}) or 0.0 for c in cameras]
 
     def snapshot(self) -> Snapshot:
         read, published = self.counts()
@@ -324,6 +353,7 @@ class Cameras:
             machine_busy=busy, machine_total=total,
             minflt=resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
             server_cpu_s=_server_cpu_s(self.client), frames_read=read, frames_published=published,
+            encoded=self.encoded(),
         )  # fmt: skip
 
     def start(self) -> None:
@@ -367,6 +397,7 @@ def _sample(first: Snapshot, last: Snapshot, *, cameras: int) -> Sample:
     wall_s = last.wall_s - first.wall_s
     read = [b - a for a, b in zip(first.frames_read, last.frames_read, strict=True)]
     published = [b - a for a, b in zip(first.frames_published, last.frames_published, strict=True)]
+    encode_s, encodes = (b - a for a, b in zip(first.encoded, last.encoded, strict=True))
     return Sample(
         cameras=cameras, cpu_s=(last.cpu_s - first.cpu_s) / cameras, wall_s=wall_s,
         video_s=sum(read) / CLIP_FPS / cameras, minflt=last.minflt - first.minflt,
@@ -374,6 +405,7 @@ def _sample(first: Snapshot, last: Snapshot, *, cameras: int) -> Sample:
         min_read_fps=min(read) / wall_s, min_published_fps=min(published) / wall_s,
         machine_busy=(last.machine_busy - first.machine_busy)
         / max(1, last.machine_total - first.machine_total),
+        encode_ms=1000 * encode_s / encodes if encodes else 0.0,
         tcmalloc_loaded="tcmalloc" in Path("/proc/self/maps").read_text(),
     )  # fmt: skip
 
@@ -385,10 +417,10 @@ def warm_up(clip: Path) -> None:
     capture.release()
 
 
-def measure_unpaced(kind: str, clip: Path) -> Sample:
+def measure_unpaced(kind: str, clip: Path, overrides: Overrides = DEFAULTS) -> Sample:
     """One camera reads the whole clip as fast as it can, from before open to the end."""
     warm_up(clip)
-    cameras = Cameras(kind, clip, count=1, paced=False)
+    cameras = Cameras(kind, clip, count=1, paced=False, overrides=overrides)
     first = cameras.snapshot()
     cameras.start()
     cameras.join()
@@ -504,7 +536,7 @@ class Bench:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def interleaved(variants: Sequence[Variant], repeat: int) -> Iterator[Variant]:
+def interleaved(variants: Sequence[T], repeat: int) -> Iterator[T]:
     """ABBA...: each repeat runs every variant, every other repeat in reverse order."""
     for index in range(repeat):
         yield from (variants if index % 2 == 0 else reversed(variants))
