@@ -29,7 +29,6 @@ per-repeat ratios, so both figures of a ratio come from the same minute):
 
     .venv/bin/python bench/engines.py                       # about 6 minutes on 2 busy cores
     .venv/bin/python bench/engines.py --sizes 384 --batches 1 --repeats 2   # a quick look
-    .venv/bin/python bench/engines.py --rss                 # steady RSS of a detector per engine
 """
 
 from __future__ import annotations
@@ -38,13 +37,12 @@ import argparse
 import json
 import logging
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +50,24 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench._cpu import describe_cpu, interleaved  # noqa: E402
+from bench.detector_memory import crop_16_9  # noqa: E402
 from vigil.runtime import tune_for_torch  # noqa: E402
 
 if __name__ == "__main__":
     tune_for_torch([__file__, *sys.argv[1:]], tcmalloc=False)
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bench.models import SOURCE, SSDDetector, TorchDetector, load_frames, load_ssd, ssd_files  # noqa: E402
-from detector.engines.build import EngineChoice, build_detector  # noqa: E402
-from detector.engines.compiled import CompiledYOLO  # noqa: E402
+from detector.engines.build import build_detector  # noqa: E402
+from detector.engines.compiled import CompiledDetector  # noqa: E402
+from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
 from detector.engines.openvino_engine import OpenVINOEngine  # noqa: E402
-from detector.models.transform import LetterboxTransform  # noqa: E402
-from detector.models.yolo import DecodeConfig  # noqa: E402
+from detector.engines.serving import EngineChoice  # noqa: E402
+from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry  # noqa: E402
 from detector.runner import DEFAULT_WEIGHTS  # noqa: E402
 
 SIZES = (320, 416, 640)
@@ -81,7 +80,6 @@ DEFAULT_ENGINE = ("openvino", "int8")
 CALIBRATION_IMAGES = 32
 PISTOL_TRAIN = REPO.parent / "shared" / "data" / "pistols" / "images" / "train"
 SCORE_THRESH = 0.25
-RSS_FRAMES = 300
 
 
 # -- the models -----------------------------------------------------------------------------------
@@ -148,10 +146,10 @@ def quantized(xml: Path, calibration: list[np.ndarray]) -> OpenVINOEngine:
     return OpenVINOEngine(out, precision="int8")
 
 
-def calibration_batches(transform: LetterboxTransform) -> list[np.ndarray]:
+def calibration_batches(letterbox: Letterbox) -> list[np.ndarray]:
     from detector.engines.quantize import calibration_images
 
-    return [transform([image])[0].numpy() for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
+    return [letterbox([image.numpy()])[0] for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
 
 
 def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
@@ -167,17 +165,18 @@ def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
                   "images, for speed only")  # fmt: skip
             fp32 = build_detector(EngineChoice(**{**choice.__dict__, "precision": "fp32"})).model
             xml = next((folder / "cache").glob("*-openvino-*-fp32/model.xml"))
-            int8 = quantized(xml, calibration_batches(fp32.transform))
-            models[engine, precision] = CompiledYOLO(int8, fp32.transform, class_names=fp32.class_names,
-                                                     decode=fp32.decode_config)  # fmt: skip
+            int8 = quantized(xml, calibration_batches(fp32.letterbox))
+            models[engine, precision] = CompiledYOLO(CompiledDetector(
+                int8, fp32.letterbox, class_names=fp32.class_names, decode=fp32.decode_config
+            ))  # fmt: skip
     return models
 
 
 def yolo11_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
     dense = YOLO11Dense()
-    transform = LetterboxTransform(384, rect=rect, stride=32)
+    letterbox = Letterbox(LetterboxGeometry(384, rect=rect, stride=32))
     decode = DecodeConfig(score_thresh=SCORE_THRESH)
-    calibration = calibration_batches(transform)
+    calibration = calibration_batches(letterbox)
     xml = export_dense(dense, folder, "openvino")
     engines = {
         ("torch", "fp32"): TorchDense(dense),
@@ -187,22 +186,20 @@ def yolo11_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
         ("openvino", "fp32"): OpenVINOEngine(xml, precision="fp32"),
         ("openvino", "int8"): quantized(xml, calibration),
     }
-    return {key: CompiledYOLO(engine, transform, class_names=("pistol",), decode=decode)
+    return {key: CompiledYOLO(CompiledDetector(engine, letterbox, class_names=("pistol",), decode=decode))
             for key, engine in engines.items()}  # fmt: skip
 
 
 # -- measuring ------------------------------------------------------------------------------------
 
 
-def crop_16_9(frame: np.ndarray) -> np.ndarray:
-    height, width = frame.shape[:2]
-    target = width * 9 // 16
-    top = (height - target) // 2
-    return np.ascontiguousarray(frame[top : top + target])
-
-
 def set_size(model: Any, size: int) -> None:
-    model.transform.size = size
+    """The input size of an eager model (its torch transform) or a compiled one (its letterbox)."""
+    if isinstance(model, CompiledYOLO):
+        letterbox = model.compiled.letterbox
+        model.compiled.letterbox = replace(letterbox, geometry=replace(letterbox.geometry, size=size))
+    else:
+        model.transform.size = size
     model.input_size = size
 
 
@@ -274,58 +271,6 @@ def _x(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}×"
 
 
-# -- memory ---------------------------------------------------------------------------------------
-
-
-def rss_child(engine: str, precision: str) -> None:
-    """Build the service's runner on ``engine`` and run it over ``RSS_FRAMES`` frames; print RSS."""
-    from detector.runner import DetectorRunner
-    from shared.schemas import Frame
-
-    runner = DetectorRunner(engine=engine, precision=precision, device="cpu")
-    frames = [crop_16_9(frame) for frame in load_frames(SOURCE)]
-    jpegs = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
-    height, width = frames[0].shape[:2]
-    readings = []
-    for index in range(RSS_FRAMES):
-        frame = Frame("bench", index, time.time_ns(), 0, width, height, "jpeg", jpegs[index % len(jpegs)])
-        runner.detect(runner.decode_batch([frame])[0])
-        if index % 50 == 49:
-            readings.append(_rss_mb())
-    print(json.dumps({"engine": runner.engine, "rss_mb": readings,
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))  # fmt: skip
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def measure_rss() -> list[dict[str, Any]]:
-    results = []
-    for engine, precision in ENGINE_ROWS:
-        env = {**os.environ}
-        if engine == "torch":  # the service's own settings for torch: tcmalloc
-            from vigil.runtime import tcmalloc_path
-
-            env["LD_PRELOAD"] = tcmalloc_path() or ""
-        child = subprocess.run([sys.executable, __file__, "--rss-child", engine, precision], env=env,
-                               capture_output=True, text=True, timeout=600)  # fmt: skip
-        lines = [line for line in child.stdout.splitlines() if line.startswith("{")]
-        if child.returncode or not lines:
-            print(f"rss {engine}-{precision}: failed: {child.stderr.strip().splitlines()[-1:]}")
-            continue
-        results.append(json.loads(lines[-1]))
-        reading = results[-1]
-        print(
-            f"rss {reading['engine']:>16}: {reading['rss_mb'][-1]:.0f} MB after {RSS_FRAMES} frames "
-            f"(every 50: {', '.join(f'{mb:.0f}' for mb in reading['rss_mb'])}; peak {reading['peak_mb']:.0f})"
-        )
-    return results
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
@@ -333,20 +278,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--source", type=Path, default=SOURCE, help="video or folder of frames")
     parser.add_argument("--no-yolo11", action="store_true", help="leave Ultralytics' YOLO11n out")
-    parser.add_argument("--rss", action="store_true", help="measure the steady RSS of a runner per engine")
-    parser.add_argument("--rss-child", nargs=2, metavar=("ENGINE", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.rss_child:
-        rss_child(*args.rss_child)
-        return
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores; torch {torch.__version__}, OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY')}, allocator glibc (keeps its memory)")  # fmt: skip
-    report: dict[str, Any] = {"rss": measure_rss()} if args.rss else run(args)
+    report = run(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

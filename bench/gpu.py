@@ -83,9 +83,9 @@ def main() -> None:
         checkpoint = dataclasses.replace(Checkpoint.load(DEFAULT_WEIGHTS), input_size=args.input_size)
         runner = DetectorRunner(checkpoint.save(Path(folder) / "wide.pt"), device=args.device)
     runner.device_decode = True
-    device = runner.device
+    device = torch.device(runner.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke check only)"
-    print(f"{name}; torch {torch.__version__}; {runner.name} at {args.input_size}², fp16={runner.half}")
+    print(f"{name}; torch {torch.__version__}; {runner.name} at {args.input_size}², engine {runner.engine}")
     print(
         f"frames: 64 JPEGs {WIDTH}x{HEIGHT} q85, {sum(len(f.data) for f in frames) / 64 / 1024:.0f} KiB each"
     )

@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vigil.runtime import tune_for_torch
@@ -61,7 +62,6 @@ from bench._cpu import cpu_seconds, describe_cpu
 from bench.frames import vtest_clip, vtest_jpegs
 from detector.models.checkpoint import Checkpoint
 from detector.models.registry import build_model
-from detector.predict import to_tensor
 from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
@@ -79,26 +79,23 @@ def weights_file(args: argparse.Namespace, folder: Path) -> Path:
     return Checkpoint.from_model(model, "yolo_lite0").save(folder / "untrained.pt")
 
 
-def decoded_tensors(
-    runner: DetectorRunner, jpegs: list[bytes], *, at_model_scale: bool
-) -> list[torch.Tensor]:
-    """The frames as RGB uint8 tensors: at their own 640x480, or shrunk to the model's scale the
-    way the service's decode does it."""
+def decoded_images(runner: DetectorRunner, jpegs: list[bytes], *, at_model_scale: bool) -> list[Any]:
+    """The frames as RGB uint8 images as the runner's model takes them: at their own 640x480, or
+    shrunk to the model's scale the way the service's decode does it."""
     if at_model_scale:
         frames = (Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs))
         return [runner.decode(frame).image for frame in frames]
-    cpu = torch.device("cpu")
-    return [to_tensor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cpu) for data in jpegs]
+    return [runner.model.image(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                                            cv2.COLOR_BGR2RGB)) for data in jpegs]  # fmt: skip
 
 
-def bare_fps(runner: DetectorRunner, tensors: list[torch.Tensor], batch: int, seconds: float) -> float:
-    with torch.inference_mode():
-        runner.model.predict(tensors[:batch])  # warm-up
-        frames, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            start = (frames % (len(tensors) - batch)) if len(tensors) > batch else 0
-            runner.model.predict(tensors[start : start + batch])
-            frames += batch
+def bare_fps(runner: DetectorRunner, images: list[Any], batch: int, seconds: float) -> float:
+    runner.model.predict(images[:batch])  # warm-up
+    frames, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        start = (frames % (len(images) - batch)) if len(images) > batch else 0
+        runner.model.predict(images[start : start + batch])
+        frames += batch
     return frames / (time.perf_counter() - started)
 
 
@@ -288,7 +285,7 @@ def main() -> None:
             f"model {runner.name}, engine {runner.engine}, input {runner.input_size}, batch {args.batch}, "
             f"{torch.get_num_threads()} torch threads, {args.cameras} cameras, frames 640x480 JPEG"
         )
-        frames = decoded_tensors(runner, jpegs, at_model_scale=False)
+        frames = decoded_images(runner, jpegs, at_model_scale=False)
         bare = bare_fps(runner, frames, args.batch, args.seconds)
         print(f"bare predict loop: {1000 * args.batch / bare:.0f} ms per batch of {args.batch}")
         service, _, _ = run_service(
@@ -303,7 +300,7 @@ def main() -> None:
         bare_again = bare_fps(runner, frames, args.batch, args.seconds / 2)
         bare_mean = (bare + bare_again) / 2
         model_alone = bare_fps(
-            runner, decoded_tensors(runner, jpegs, at_model_scale=True), args.batch, args.seconds / 2
+            runner, decoded_images(runner, jpegs, at_model_scale=True), args.batch, args.seconds / 2
         )
         print(f"bare predict loop : {bare:7.1f} and {bare_again:7.1f} frames/s (before and after)")
         print(f"detector service  : {service:7.1f} frames/s   ratio {service / bare_mean:.3f} (goal >= 0.95)")

@@ -35,7 +35,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._cpu import describe_cpu, reexec_tuned, tcmalloc_loaded, wait_policy
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.checkpoint import Checkpoint
 from detector.runner import DEFAULT_WEIGHTS
 from detector.training.datasets import DataSpec, YoloDataset

@@ -3,7 +3,7 @@
 What is exported is the network from a letterboxed, normalised batch ``(N, 3, H, W)`` (H and W
 multiples of the largest stride: square or rectangular letterbox) to dense ``scores (N, A, C)`` and
 ``boxes (N, A, 4)`` (xyxy, batch pixels). Letterboxing, score filtering and NMS stay outside
-(:func:`detector.models.yolo.decode_dense`), as in most deployment toolchains: they have
+(:func:`detector.postprocess.decode_dense`), as in most deployment toolchains: they have
 data-dependent shapes. Each export is checked against eager PyTorch on a batch of another size and
 shape than the one it was traced with, so neither is baked in.
 """

@@ -15,12 +15,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch import Tensor
-from torchvision.ops import batched_nms
+import numpy as np
 
-from detector.boxes import iou_matrix
+from detector.boxes import iou_matrix_np
+from detector.postprocess import Found, batched_nms
 from detector.regions import Crop, plan_regions
 from detector.runner import DecodedFrame, DetectorRunner, native_image, to_detections
 from shared.config import RegionsConfig
@@ -62,72 +62,73 @@ class RegionRunner:
             min_frame_scale=config.min_frame_scale, tracks=tracks, motion=motion,
         )  # fmt: skip
 
-    @torch.inference_mode()
     def run(
         self, batch: Sequence[DecodedFrame], whole: Sequence[list[Detection]], plans: Sequence[list[Crop]]
     ) -> RegionPass:
         """Each frame's ``plans`` crops inferred and merged with its ``whole``-frame detections. A frame
         whose full-size image will not decode keeps its whole-frame detections (logged)."""
         started = time.perf_counter()
-        crops: list[Tensor] = []
+        crops: list[Any] = []
         owners: list[tuple[int, Crop]] = []
         for index, (item, plan) in enumerate(zip(batch, plans, strict=True)):
             if plan:
                 try:
-                    image = native_image(item)
+                    image = native_image(item, self.runner.model.image)
                 except DecodeError as error:
                     log_limited(log, f"region_decode:{item.frame.camera}", LIMITED_INTERVAL_S,
                                 "camera %s seq %d: no regions (%s)", item.frame.camera, item.frame.seq,
                                 error)  # fmt: skip
                     continue
                 for x1, y1, x2, y2 in plan:
-                    crops.append(self.runner.model_input(image[:, y1:y2, x1:x2]))
+                    crops.append(image[:, y1:y2, x1:x2])
                     owners.append((index, (x1, y1, x2, y2)))
         detections, found = list(whole), [0] * len(batch)
         if not crops:
             return RegionPass(detections, [0] * len(batch), found, time.perf_counter() - started)
         results = self.runner.model.predict(crops)
-        per_frame: dict[int, list[Tensor]] = {}
+        per_frame: dict[int, list[np.ndarray]] = {}
         for (index, crop), result in zip(owners, results, strict=True):
             frame = batch[index].frame
             rows = _in_frame(result, crop)
             rows = rows[~_cut(rows[:, :4], crop, frame.width, frame.height)]
             per_frame.setdefault(index, []).append(rows)
         for index, rows in per_frame.items():
-            detections[index], found[index] = self._merge(whole[index], torch.cat(rows))
+            detections[index], found[index] = self._merge(whole[index], np.concatenate(rows))
         counts = [0] * len(batch)
         for index, _crop in owners:
             counts[index] += 1
         return RegionPass(detections, counts, found, time.perf_counter() - started)
 
-    def _merge(self, whole: list[Detection], rows: Tensor) -> tuple[list[Detection], int]:
+    def _merge(self, whole: list[Detection], rows: np.ndarray) -> tuple[list[Detection], int]:
         """One class-wise NMS over the frame's whole-frame detections and its crops' ``rows``
         (x1, y1, x2, y2, score, class), and how many crop detections it kept that were new."""
         if not len(rows):
             return whole, 0
         iou = self.runner.nms_iou_thresh
-        crop_dets = to_detections(rows[:, :4], rows[:, 4], rows[:, 5].long(), self.runner.class_names)
-        own = torch.tensor([[*d.box, d.score, d.class_id] for d in whole], dtype=torch.float32).reshape(-1, 6)
-        every = torch.cat([own, rows.float().cpu()])
-        keep = batched_nms(every[:, :4], every[:, 4], every[:, 5].long(), iou).tolist()
+        crop_dets = to_detections(
+            rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64), self.runner.class_names
+        )
+        own = np.asarray([[*d.box, d.score, d.class_id] for d in whole], np.float32).reshape(-1, 6)
+        every = np.concatenate([own, rows.astype(np.float32)])
+        keep = batched_nms(every[:, :4], every[:, 4], every[:, 5].astype(np.int64), iou).tolist()
         merged = [whole[i] if i < len(whole) else crop_dets[i - len(whole)] for i in keep]
         kept_rows = every[[i for i in keep if i >= len(whole)]]
         if not len(own) or not len(kept_rows):
             return merged, len(kept_rows)
-        overlap = iou_matrix(kept_rows[:, :4], own[:, :4])
+        overlap = iou_matrix_np(kept_rows[:, :4], own[:, :4])
         overlap[kept_rows[:, 5][:, None] != own[:, 5][None, :]] = 0
-        return merged, int((overlap.max(dim=1).values < iou).sum())
+        return merged, int((overlap.max(axis=1) < iou).sum())
 
 
-def _in_frame(result: dict[str, Tensor], crop: Crop) -> Tensor:
+def _in_frame(result: Found, crop: Crop) -> np.ndarray:
     """A crop's model output as (K, 6) rows x1, y1, x2, y2, score, class in frame pixels."""
-    offset = result["boxes"].new_tensor([crop[0], crop[1], crop[0], crop[1]], dtype=torch.float32)
-    return torch.cat([
-        result["boxes"].float() + offset, result["scores"].float()[:, None], result["labels"].float()[:, None]
-    ], dim=1).cpu()  # fmt: skip
+    offset = np.asarray([crop[0], crop[1], crop[0], crop[1]], np.float32)
+    return np.concatenate([
+        result["boxes"] + offset, result["scores"][:, None], result["labels"][:, None].astype(np.float32)
+    ], axis=1)  # fmt: skip
 
 
-def _cut(boxes: Tensor, crop: Crop, width: int, height: int) -> Tensor:
+def _cut(boxes: np.ndarray, crop: Crop, width: int, height: int) -> np.ndarray:
     """Which boxes touch an inner edge of ``crop`` (one that is not an edge of the frame)."""
     x1, y1, x2, y2 = crop
     return (

@@ -1,24 +1,30 @@
 """The model side of the detector service: frames in, typed detections out.
 
-Knows tensors and devices, not Redis. Converts at the boundary: model dicts become
+Knows images and engines, not Redis. Converts at the boundary: model outputs become
 :class:`~shared.schemas.Detection` records with boxes in the frame's own pixels.
+
+A compiled engine is served straight from its cache entry, in numpy, and this process never
+imports torch (``detector/engines/serving.py``; a first start exports in a child process). Torch
+is imported only when it runs the network (``detector/eager_frames.py``): chosen, measured
+fastest, on a GPU, or the fallback.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
-from torchvision.io import ImageReadMode, decode_jpeg
 
-from detector.engines.build import EngineChoice, build_detector
+from detector.engines.compiled import CompiledDetector
+from detector.engines.prepare import prepare_in_child
+from detector.engines.serving import EngineChoice, Served, needs_preparing, serve
+from detector.postprocess import Found
 from shared.config import DetectorConfig
 from shared.errors import DecodeError
 from shared.imaging import decode_bgr
@@ -28,32 +34,73 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "pistol-yolo-lite0.pt"
 
 
+class FrameModel(Protocol):
+    """The network behind the runner: CHW RGB ``uint8`` images in, :data:`Found` per image out."""
+
+    class_names: tuple[str, ...]
+    input_size: int
+    score_thresh: float
+
+    def image(self, rgb: np.ndarray) -> Any:
+        """An HWC RGB ``uint8`` array as :meth:`predict` takes it (CHW; a tensor on the device)."""
+
+    def predict(self, images: Sequence[Any]) -> list[Found]: ...
+
+
+class ModelThreshold:
+    """``score_thresh`` read from and written to the wrapped ``model``'s."""
+
+    model: Any
+
+    @property
+    def score_thresh(self) -> float:
+        return self.model.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.model.score_thresh = value
+
+
+class CompiledFrames(ModelThreshold):
+    """A compiled detector as the runner's :class:`FrameModel`: numpy all the way."""
+
+    def __init__(self, model: CompiledDetector) -> None:
+        self.model = model
+        self.class_names, self.input_size = model.class_names, model.input_size
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        return chw(rgb)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Found]:
+        return self.model.predict(images)
+
+
+def chw(rgb: np.ndarray) -> np.ndarray:
+    """An HWC image as CHW (a view)."""
+    return rgb.transpose(2, 0, 1)
+
+
 @dataclass(frozen=True)
 class DecodedFrame:
     frame: Frame
-    image: Tensor
-    """CHW uint8 RGB on the runner's device."""
+    image: Any
+    """CHW uint8 RGB as the runner's model takes it: a numpy array, or a tensor on its device."""
     scale: float
     """Frame pixels per image pixel (> 1 when the frame was decoded or resized smaller)."""
 
 
-def native_image(item: DecodedFrame) -> Tensor:
-    """The frame at its own size (``width``×``height``), CHW uint8 RGB on the decoded image's device:
-    that image itself when it has the size already (nvJPEG), else the frame decoded again in full.
-    Raises DecodeError for corrupt data."""
+def native_image(item: DecodedFrame, to_image: Callable[[np.ndarray], Any]) -> Any:
+    """The frame at its own size (``width``×``height``): the decoded image itself when it has the
+    size already (nvJPEG), else the frame decoded again in full and made an image by ``to_image``
+    (from HWC RGB ``uint8``; a :meth:`FrameModel.image`). Raises DecodeError for corrupt data."""
     frame = item.frame
     if tuple(item.image.shape[-2:]) == (frame.height, frame.width):
         return item.image
-    return _rgb_tensor(decode_bgr(frame), item.image.device)
-
-
-def _rgb_tensor(bgr: np.ndarray, device: torch.device) -> Tensor:
-    rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
-    return rgb.to(device, non_blocking=True)
+    return to_image(cv2.cvtColor(decode_bgr(frame), cv2.COLOR_BGR2RGB))
 
 
 class DetectorRunner:
-    """Loads a checkpoint on a device and runs batches of frames through it."""
+    """Loads a checkpoint on an engine and runs batches of frames through it."""
 
     def __init__(
         self,
@@ -72,33 +119,45 @@ class DetectorRunner:
         """``fallback``: an engine or precision that cannot run falls back to torch (or fp32) with a
         warning, instead of raising (``detector/engines/build.py``); the service's way."""
         path = Path(weights) if weights else DEFAULT_WEIGHTS
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-        built = build_detector(
-            EngineChoice(path, engine=engine, precision=precision, device=device,
-                         cache_dir=Path(engine_cache_dir) if engine_cache_dir else None, rect=rect,
-                         threads=torch_threads),
-            fallback=fallback, nms_iou_thresh=nms_iou_thresh,
-        )  # fmt: skip
-        self.checkpoint = built.checkpoint
-        self.device = built.device
-        self.engine = built.label
-        """``torch-fp32``, ``openvino-int8``, ...: what runs the network."""
-        self.engine_precision = (built.engine, built.precision)
+        choice = EngineChoice(path, engine=engine, precision=precision, device=device,
+                              cache_dir=Path(engine_cache_dir) if engine_cache_dir else None, rect=rect,
+                              threads=torch_threads)  # fmt: skip
+        served = serve(choice, nms_iou_thresh=nms_iou_thresh)
+        if served is None and needs_preparing(choice):
+            problem = prepare_in_child(choice)
+            served = serve(choice, nms_iou_thresh=nms_iou_thresh) if problem is None else None
+            if problem is not None:
+                log.warning("engine %s %s: %s", engine, precision, problem)
+        self.model: FrameModel
+        if served is not None:
+            self._serve_compiled(served, choice)
+        else:  # torch runs the network, or builds what failed here and falls back (with the reason)
+            from detector.eager_frames import eager_frames
+
+            built, self.model = eager_frames(choice, fallback=fallback, nms_iou_thresh=nms_iou_thresh)
+            self.device, self.engine = str(built.device), built.label
+            self.engine_precision, self.engine_fallback = (built.engine, built.precision), built.fallback
+            self.name = f"{built.checkpoint.name}@{built.checkpoint_sha256[:8]}"
         self.engine_requested = (engine, precision)
-        self.engine_fallback = built.fallback
-        """Why :attr:`engine` is not what was asked for, or None."""
-        self.model = built.model
         self.model.score_thresh = score_thresh
         self.nms_iou_thresh = nms_iou_thresh
-        self.half = built.precision == "fp16"
-        self.device_decode = self.device.type == "cuda"
+        self.device_decode = self.device.startswith("cuda")
         """Decode each batch's JPEGs together on the model's device (nvJPEG on CUDA)."""
-        self.class_names = self.checkpoint.class_names
-        self.input_size = self.checkpoint.input_size
-        self.name = f"{self.checkpoint.name}@{built.checkpoint_sha256[:8]}"
+        self.class_names = self.model.class_names
+        self.input_size = self.model.input_size
         log.info("model %s on %s, engine %s (%d classes, input %d)", self.name, self.device, self.engine,
                  len(self.class_names), self.input_size)  # fmt: skip
+
+    def _serve_compiled(self, served: Served, choice: EngineChoice) -> None:
+        self.model = CompiledFrames(served.model)
+        self.device, self.engine = "cpu", f"{served.engine}-{served.precision}"
+        """``torch-fp32``, ``openvino-int8``, ...: what runs the network."""
+        self.engine_precision, self.engine_fallback = (served.engine, served.precision), served.fallback
+        """Why :attr:`engine` is not what was asked for, or None."""
+        self.name = f"{served.name}@{served.checkpoint_sha256[:8]}"
+        if served.fallback is not None:
+            log.warning("engine %s %s: %s; running %s", choice.engine, choice.precision, served.fallback,
+                        self.engine)  # fmt: skip
 
     @classmethod
     def from_config(cls, config: DetectorConfig) -> DetectorRunner:
@@ -122,8 +181,8 @@ class DetectorRunner:
             size = (max(1, min(self.input_size, round(width * shrink))),
                     max(1, min(self.input_size, round(height * shrink))))  # fmt: skip
             bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-        rgb = _rgb_tensor(bgr, self.device)
-        return DecodedFrame(frame, rgb, frame.width / rgb.shape[-1])
+        image = self.model.image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return DecodedFrame(frame, image, frame.width / image.shape[-1])
 
     def decode_batch(
         self, frames: Sequence[Frame]
@@ -147,42 +206,32 @@ class DetectorRunner:
         return decoded, failed
 
     def _decode_on_device(self, frames: Sequence[Frame]) -> dict[int, DecodedFrame]:
-        if not frames:
-            return {}
-        data = [torch.from_numpy(np.frombuffer(frame.data, np.uint8).copy()) for frame in frames]
-        try:
-            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError as error:
-            log.debug("batch JPEG decode failed (%s); decoding one by one", error)
-            return {}
+        from detector.eager_frames import decode_on_device
+
+        images = decode_on_device(frames, self.device)
         return {
-            id(frame): DecodedFrame(frame, image, frame.width / image.shape[-1])
-            for frame, image in zip(frames, images, strict=True)
+            id(frame): DecodedFrame(frame, images[id(frame)], frame.width / images[id(frame)].shape[-1])
+            for frame in frames
+            if id(frame) in images
         }
 
-    def model_input(self, image: Tensor) -> Tensor:
-        """A CHW uint8 image as the model takes it (0-1 fp16 when it runs in half precision)."""
-        return image.half() / 255 if self.half else image
-
-    @torch.inference_mode()
     def detect(self, batch: list[DecodedFrame]) -> tuple[list[list[Detection]], float]:
         """Detections per frame (boxes in frame pixels, no track ids yet) and the inference seconds."""
         started = time.perf_counter()
-        results = self.model.predict([self.model_input(item.image) for item in batch])
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        results = self.model.predict([item.image for item in batch])
         seconds = time.perf_counter() - started
         return [
             self._to_detections(result, item) for result, item in zip(results, batch, strict=True)
         ], seconds
 
-    def _to_detections(self, result: dict[str, Tensor], item: DecodedFrame) -> list[Detection]:
-        return to_detections(result["boxes"].float() * item.scale, result["scores"], result["labels"],
-                             self.class_names)  # fmt: skip
+    def _to_detections(self, result: Found, item: DecodedFrame) -> list[Detection]:
+        return to_detections(
+            result["boxes"] * item.scale, result["scores"], result["labels"], self.class_names
+        )
 
 
 def to_detections(
-    boxes: Tensor, scores: Tensor, labels: Tensor, class_names: Sequence[str]
+    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
 ) -> list[Detection]:
     """Typed detections of (K, 4) xyxy frame-pixel ``boxes`` and their ``scores`` and class ``labels``."""
     return [
@@ -193,6 +242,9 @@ def to_detections(
             box=tuple(round(v, 1) for v in box),
         )
         for box, score, label in zip(
-            boxes.float().cpu().tolist(), scores.float().cpu().tolist(), labels.cpu().tolist(), strict=True
+            boxes.astype(float).tolist(),
+            scores.astype(float).tolist(),
+            labels.astype(int).tolist(),
+            strict=True,
         )
     ]

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -31,7 +32,6 @@ from detector.region_runner import RegionRunner
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.track_ids import TrackIds
 from detector.tracking import MultiCameraTracker
-from detector.verifier import TrackVerifier
 from shared import keys
 from shared.config import DetectorConfig, MotionConfig
 from shared.errors import DecodeError, SchemaError, StoreUnavailable
@@ -40,6 +40,9 @@ from shared.redis import call
 from shared.schemas import Box, Detection, Detections, Frame
 from shared.service import LeasedService
 from shared.streams import read_streams
+
+if TYPE_CHECKING:
+    from detector.verifier import TrackVerifier
 
 log = logging.getLogger(__name__)
 READ_COUNT = 16
@@ -126,10 +129,12 @@ class DetectorService(LeasedService):
         self._motion = dict(motion or {})
         self._gates: dict[str, MotionGate] = {}
         """Owned cameras' motion gates: the reader thread decides, the inference thread holds."""
-        self.verifier = (
-            None if config.verifier is None
-            else TrackVerifier.from_config(config.verifier, device=runner.device, labels=runner.class_names)
-        )  # fmt: skip
+        self.verifier: TrackVerifier | None = None
+        if config.verifier is not None:  # a torch model: imported only when it is on
+            from detector.verifier import TrackVerifier
+
+            self.verifier = TrackVerifier.from_config(config.verifier, device=runner.device,
+                                                      labels=runner.class_names)  # fmt: skip
         self.regions = RegionRunner(runner, config.regions) if config.regions.enabled else None
         self._handoff: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._model_busy = threading.Event()

@@ -19,6 +19,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,6 +59,7 @@ class Verifier:
     def __init__(self, model: Localizer, *, margin: float) -> None:
         self.model = model.eval()
         self.margin = margin
+        self.device = next(model.parameters()).device
         self._class_index = {name: index for index, name in enumerate(model.class_names)}
 
     @classmethod
@@ -69,6 +71,10 @@ class Verifier:
             raise CheckpointError(f"{path}: not a localizer checkpoint, so it cannot verify")
         model = model.to(device).to(memory_format=torch.channels_last)
         return cls(model, margin=margin)
+
+    def image(self, rgb: np.ndarray) -> Tensor:
+        """An HWC RGB ``uint8`` array as :meth:`score` takes it: CHW on the verifier's device."""
+        return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(self.device)
 
     def check_labels(self, labels: Collection[str]) -> None:
         """Refuse detector classes the localizer does not know (they could never be verified)."""
@@ -128,9 +134,9 @@ class TrackVerifier:
 
     @classmethod
     def from_config(
-        cls, config: VerifierConfig, *, device: torch.device, labels: Collection[str]
+        cls, config: VerifierConfig, *, device: str, labels: Collection[str]
     ) -> TrackVerifier:
-        verifier = Verifier.load(config.weights, device=device, margin=config.margin)
+        verifier = Verifier.load(config.weights, device=torch.device(device), margin=config.margin)
         verifier.check_labels(labels)
         return cls(verifier, min_score=config.min_score, every_s=config.every_s)
 
@@ -144,7 +150,9 @@ class TrackVerifier:
             if not due:
                 continue
             try:
-                image = native_image(item)
+                image = native_image(item, self.verifier.image)
+                if isinstance(image, np.ndarray):  # the runner's numpy image (a compiled engine)
+                    image = self.verifier.image(image.transpose(1, 2, 0))
             except DecodeError as error:  # it decoded once for the model, so hardly ever
                 log.debug("camera %s seq %d: not verified (%s)", item.frame.camera, item.frame.seq, error)
                 continue

@@ -628,7 +628,8 @@ def add_eval(commands: Commands) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from detector.engines.build import EngineChoice, build_detector
+    from detector.engines.build import build_detector
+    from detector.engines.serving import EngineChoice
     from detector.training.datasets import DataSpec, YoloDataset
     from detector.training.evaluate import evaluate, plot_pr_curve
 
@@ -719,8 +720,8 @@ def add_quantize(commands: Commands) -> None:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from detector.engines.build import SHIPPED_ENGINES
     from detector.engines.quantize import quantize
+    from detector.engines.serving import SHIPPED_ENGINES
     from detector.runner import DEFAULT_WEIGHTS
 
     setup_logging("WARNING")

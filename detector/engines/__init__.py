@@ -4,5 +4,6 @@
 (``detector.engine``, ``detector.precision``) into an object with the
 :class:`~detector.models.detector.Detector` ``predict`` contract. The compiled engines run the
 dense network exported once from the checkpoint (``cache.py``); letterboxing, decoding and NMS
-stay the PyTorch code every engine shares (``compiled.py``).
+are the numpy code every engine shares (``detector/postprocess.py``). The service serves a
+compiled model from its cache entry without importing torch (``serving.py``).
 """

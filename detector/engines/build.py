@@ -18,12 +18,8 @@ instead (an INT8 model that is missing: fp32 of the same engine), with the reaso
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
 import logging
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -33,35 +29,26 @@ from pathlib import Path
 import torch
 
 from detector.device import pick_device
-from detector.engines.cache import EngineCache, EntryKey
-from detector.engines.compiled import CompiledYOLO, DenseEngine
+from detector.engines.cache import EngineCache, EntryKey, file_sha256
+from detector.engines.compiled import DenseEngine, ServingSpec
+from detector.engines.compiled_torch import CompiledYOLO
+from detector.engines.serving import (
+    ENGINES,
+    MODEL_FILES,
+    EngineChoice,
+    auto_record,
+    engine_version,
+    load_engine,
+    recorded_auto,
+    unusable,
+)
 from detector.export import Parity, export_onnx, export_openvino
-from detector.models.checkpoint import Checkpoint, file_sha256
+from detector.models.checkpoint import Checkpoint
 from detector.models.detector import Detector
 from detector.models.errors import ModelLoadError
 from detector.models.yolo import YOLO
 
 log = logging.getLogger(__name__)
-COMPILED_ENGINES = ("openvino", "onnxruntime")
-ENGINES = ("torch", *COMPILED_ENGINES)
-SHIPPED_ENGINES = Path(__file__).resolve().parent.parent / "weights" / "engines"
-"""Read-only cache entries shipped with the checkpoints: the gated INT8 models."""
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vigil" / "engines"
-
-
-@dataclass(frozen=True)
-class EngineChoice:
-    checkpoint: Path
-    engine: str = "auto"
-    precision: str = "auto"
-    device: str = "auto"
-    cache_dir: Path | None = None
-    rect: bool = True
-    threads: int | None = None
 
 
 @dataclass
@@ -78,33 +65,6 @@ class BuiltDetector:
     @property
     def label(self) -> str:
         return f"{self.engine}-{self.precision}"
-
-
-def installed(engine: str) -> bool:
-    return engine == "torch" or importlib.util.find_spec(engine) is not None
-
-
-def unusable(engine: str) -> str | None:
-    """Why ``engine`` cannot run in this process, or None."""
-    if not installed(engine):
-        return f"engine {engine} is not installed (pip install {engine})"
-    if engine == "openvino":
-        from detector.engines.openvino_engine import allocator_conflict
-
-        if (allocator := allocator_conflict()) is not None:
-            return (f"engine openvino cannot run under a preloaded {allocator} (it aborts); start without "
-                    "LD_PRELOAD (the vigil commands do) or choose another engine")  # fmt: skip
-    return None
-
-
-def engine_version(engine: str) -> str:
-    if engine == "openvino":
-        from detector.engines.openvino_engine import version
-    elif engine == "onnxruntime":
-        from detector.engines.onnxruntime_engine import version
-    else:
-        return torch.__version__
-    return version()
 
 
 def build_detector(
@@ -134,8 +94,9 @@ def build_detector(
                                      "(fp16 on CUDA)")  # fmt: skip
         else:
             _check_compilable(engine, checkpoint, model, device)
-            cache = EngineCache(choice.cache_dir or default_cache_dir(), extra_roots=[SHIPPED_ENGINES])
-            compiled, precision = _compiled(model, engine, choice, sha, cache, fallback=fallback)
+            spec = serving_spec(checkpoint, model)
+            cache = choice.cache()
+            compiled, precision = _compiled(model, spec, engine, choice, sha, cache, fallback=fallback)
             missed = "int8: no gated INT8 model for this checkpoint"
             return BuiltDetector(compiled, checkpoint, sha, device, engine, precision,
                                  missed if choice.precision == "int8" != precision else None)  # fmt: skip
@@ -175,15 +136,24 @@ def _eager(model: Detector, device: torch.device) -> Detector:
     return model
 
 
+def serving_spec(checkpoint: Checkpoint, model: YOLO) -> ServingSpec:
+    """What serving ``model`` needs without its checkpoint (written into each cache entry)."""
+    return ServingSpec(name=checkpoint.name, class_names=model.class_names, input_size=model.input_size,
+                       stride=max(model.head.strides), mean=checkpoint.mean, std=checkpoint.std,
+                       pad_value=model.transform.pad_value, decode=model.decode_config)  # fmt: skip
+
+
 def _compiled(
-    model: YOLO, engine: str, choice: EngineChoice, sha: str, cache: EngineCache, *, fallback: bool
+    model: YOLO, spec: ServingSpec, engine: str, choice: EngineChoice, sha: str, cache: EngineCache, *,
+    fallback: bool,
 ) -> tuple[CompiledYOLO, str]:
     version = engine_version(engine)
     precision = choice.precision
     if precision in ("int8", "auto"):
         int8 = cache.find(EntryKey(sha, engine, version, "int8")) if engine == "openvino" else None
         if int8 is not None:
-            return _wrap(model, _load(engine, int8.path(MODEL_FILES[engine]), "int8", choice)), "int8"
+            loaded = load_engine(engine, int8.path(MODEL_FILES[engine]), "int8", choice.threads)
+            return _wrap(model, loaded), "int8"
         if precision == "int8":
             problem = (f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make "
                        "one with `vigil quantize` or use precision fp32 (int8 needs openvino)")  # fmt: skip
@@ -191,24 +161,26 @@ def _compiled(
                 raise ModelLoadError(problem)
             log.warning("%s; running %s fp32", problem, engine)
     key = EntryKey(sha, engine, version, "fp32")
-    entry = cache.fetch(key, lambda folder: _export(model, engine, folder))
+    export = lambda folder: _export(model, spec, engine, folder)  # noqa: E731
+    entry = cache.fetch(key, export)
     try:
-        loaded = _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)
+        if "serving" not in entry.manifest:  # an older export: no serving facts
+            raise ModelLoadError("the entry has no serving spec")
+        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", choice.threads)
     except ModelLoadError as error:  # sound files the engine will not load: export once more
         log.warning("engine cache: %s will not load (%s); exporting it again", entry.folder, error)
-        entry = cache.store(key, lambda folder: _export(model, engine, folder))
-        loaded = _load(engine, entry.path(MODEL_FILES[engine]), "fp32", choice)
+        entry = cache.store(key, export)
+        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", choice.threads)
     return _wrap(model, loaded), "fp32"
 
 
-MODEL_FILES = {"openvino": "model.xml", "onnxruntime": "model.onnx"}
 EXPORTERS: dict[str, Callable[[YOLO, Path], Parity]] = {
     "openvino": export_openvino,
     "onnxruntime": export_onnx,
 }
 
 
-def _export(model: YOLO, engine: str, folder: Path) -> dict[str, object]:
+def _export(model: YOLO, spec: ServingSpec, engine: str, folder: Path) -> dict[str, object]:
     started = time.perf_counter()
     try:
         parity = EXPORTERS[engine](model, folder / MODEL_FILES[engine])
@@ -218,22 +190,11 @@ def _export(model: YOLO, engine: str, folder: Path) -> dict[str, object]:
         raise ModelLoadError(f"{engine} export differs from eager PyTorch: {parity}")
     log.info("exported the dense network to %s in %.1f s (max |diff| scores %.1e, boxes %.1e px)",
              engine, time.perf_counter() - started, parity.scores, parity.boxes_px)  # fmt: skip
-    return {"parity": {"scores": parity.scores, "boxes_px": parity.boxes_px}}
-
-
-def _load(engine: str, path: Path, precision: str, choice: EngineChoice) -> DenseEngine:
-    """The engine's model from ``path``; ModelLoadError when the engine refuses it."""
-    if engine == "openvino":
-        from detector.engines.openvino_engine import OpenVINOEngine
-
-        return OpenVINOEngine(path, precision=precision, threads=choice.threads)
-    from detector.engines.onnxruntime_engine import ONNXRuntimeEngine
-
-    return ONNXRuntimeEngine(path, precision=precision, threads=choice.threads)
+    return {"parity": {"scores": parity.scores, "boxes_px": parity.boxes_px}, "serving": spec.to_json()}
 
 
 def _wrap(model: YOLO, engine: DenseEngine) -> CompiledYOLO:
-    return CompiledYOLO(engine, model.transform, class_names=model.class_names, decode=model.decode_config)
+    return CompiledYOLO.of(engine, model.transform, class_names=model.class_names, decode=model.decode_config)
 
 
 # -- auto ---------------------------------------------------------------------------------------
@@ -253,19 +214,14 @@ def _auto_engine(
     candidates = [engine for engine in ENGINES if unusable(engine) is None]
     if len(candidates) == 1:
         return "torch"
-    cache_dir = Path(choice.cache_dir or default_cache_dir())
+    if (chosen := recorded_auto(choice, sha)) is not None:
+        return chosen
     versions = {engine: engine_version(engine) for engine in candidates}
-    record = cache_dir / f"auto-{sha[:16]}-{choice.precision}-{_cpu_tag(versions)}.json"
-    try:
-        chosen = json.loads(record.read_text())["engine"]
-        if chosen in candidates:
-            return chosen
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
     timings = _time_engines(choice, candidates, decode_overrides)
     chosen = min(timings, key=timings.__getitem__)
     log.info("engine auto: %s (ms per 16:9 frame, fp32: %s)", chosen,
              ", ".join(f"{engine} {ms:.1f}" for engine, ms in timings.items()))  # fmt: skip
+    record = auto_record(choice, sha)
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"engine": chosen, "ms_per_frame": timings, "versions": versions}))
     return chosen
@@ -294,15 +250,3 @@ def _time_engines(choice: EngineChoice, engines: list[str], decode_overrides: di
                 models[engine].predict([image])
             samples[engine].append(1000 * (time.perf_counter() - started) / TIMED_CALLS)
     return {engine: statistics.median(values) for engine, values in samples.items()}
-
-
-def _cpu_tag(versions: dict[str, str]) -> str:
-    """A short hash of the CPU model, core count and engine versions: another host measures again."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                      if line.startswith("model name")), "")  # fmt: skip
-    except OSError:
-        model = ""
-    text = f"{platform.machine()}|{model}|{os.cpu_count()}|{sorted(versions.items())}"
-    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -15,6 +15,7 @@ training and validation images).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -26,12 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detector.models.checkpoint import file_sha256
-
 log = logging.getLogger(__name__)
 EXPORT_FORMAT = 1
 """Bump when the exported network or its inputs change meaning (``detector/export.py``)."""
 MANIFEST = "manifest.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)

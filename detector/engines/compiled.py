@@ -1,24 +1,30 @@
-"""A YOLO checkpoint run by a compiled engine, behind the :class:`Detector` ``predict`` contract.
+"""A YOLO checkpoint run by a compiled engine, in numpy: letterbox → engine → the shared decode.
 
 The engine runs only the dense network (letterboxed, normalised batch → scores and boxes for every
 anchor point, as :class:`detector.export.DenseYOLO` exports it). The letterbox before and the decode
-and NMS after are the same PyTorch code the eager model runs (:class:`LetterboxTransform`,
-:func:`decode_dense`), so every engine post-processes identically.
+and NMS after are ``detector/postprocess.py``, the post-processing every engine shares. What
+serving needs besides the model files (:class:`ServingSpec`) is kept in the cache entry's manifest,
+so the detector service loads a compiled model without the checkpoint, and without torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar, Protocol
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from detector.models.detector import Detector
-from detector.models.timing import StageTimer
-from detector.models.transform import LetterboxTransform
-from detector.models.yolo import DecodeConfig, DecodedByConfig, decode_dense
+from detector.postprocess import (
+    DecodeConfig,
+    DecodedByConfig,
+    Found,
+    Letterbox,
+    LetterboxGeometry,
+    decode_dense,
+)
 
 
 class DenseEngine(Protocol):
@@ -34,37 +40,83 @@ class DenseEngine(Protocol):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-class CompiledYOLO(DecodedByConfig, Detector):
-    """Letterbox → engine → shared decode and NMS.
+@dataclass(frozen=True)
+class ServingSpec:
+    """A checkpoint's serving facts, written into each of its cache entries (``serving``)."""
+
+    name: str
+    """The checkpoint's name (logs, the detections' ``model`` field)."""
+    class_names: tuple[str, ...]
+    input_size: int
+    stride: int
+    """The network's largest stride: a rectangular letterbox pads to a multiple of it."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pad_value: float
+    decode: DecodeConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ServingSpec:
+        """Raises ValueError for a spec that is missing or malformed."""
+        try:
+            return cls(
+                name=str(data["name"]), class_names=tuple(str(c) for c in data["class_names"]),
+                input_size=int(data["input_size"]), stride=int(data["stride"]),
+                mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+                pad_value=float(data["pad_value"]), decode=DecodeConfig(**data["decode"]),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"serving spec malformed: {error!r}") from None
+
+
+class CompiledDetector(DecodedByConfig):
+    """Letterbox → engine → shared decode and NMS, on numpy CHW RGB images (``uint8`` or float
+    0–1) of any size; boxes come back in each image's pixels.
 
     OpenVINO and ONNX Runtime take one image per call (``batched`` False): on the CPU a batch was no
     cheaper per image than single images (both use every core for one image; ``bench/engines.py``),
     and each image then gets its own rectangular shape instead of the batch's largest.
     """
 
-    loss_names: ClassVar[tuple[str, ...]] = ()
-    box_loss_names: ClassVar[tuple[str, ...]] = ()
+    def __init__(self, engine: DenseEngine, letterbox: Letterbox, *, class_names: Sequence[str],
+                 decode: DecodeConfig) -> None:  # fmt: skip
+        self.engine, self.letterbox, self.decode_config = engine, letterbox, decode
+        self.class_names = tuple(class_names)
 
-    def __init__(
-        self,
-        engine: DenseEngine,
-        transform: LetterboxTransform,
-        *,
-        class_names: Sequence[str],
-        decode: DecodeConfig,
-    ) -> None:
-        super().__init__(class_names=class_names, input_size=transform.size)
-        self.engine, self.transform, self.decode_config = engine, transform, decode
+    @property
+    def input_size(self) -> int:
+        return self.letterbox.geometry.size
 
-    def _predict(self, images: list[Tensor], timer: StageTimer) -> list[dict[str, Tensor]]:
-        results = []
-        for chunk in [images] if self.engine.batched else [[image] for image in images]:
-            with timer.stage("preprocess"):
-                batch, metas, _ = self.transform([image.cpu() for image in chunk])
-                array = batch.numpy()
-            with timer.stage("inference"):
-                scores, boxes = self.engine.infer(array)
-            with timer.stage("nms"):
-                decoded = decode_dense(torch.from_numpy(scores), torch.from_numpy(boxes), self.decode_config)
-                results += self.transform.postprocess(decoded, metas)
+    @classmethod
+    def from_spec(cls, engine: DenseEngine, spec: ServingSpec, *, rect: bool,
+                  **decode_overrides: float) -> CompiledDetector:  # fmt: skip
+        geometry = LetterboxGeometry(spec.input_size, rect=rect, stride=spec.stride)
+        decode = DecodeConfig(**{**asdict(spec.decode), **decode_overrides})
+        return cls(engine, Letterbox(geometry, spec.mean, spec.std, spec.pad_value),
+                   class_names=spec.class_names, decode=decode)  # fmt: skip
+
+    def predict(
+        self, images: Sequence[np.ndarray], *, timings: dict[str, float] | None = None
+    ) -> list[Found]:
+        """Detections per image; adds the seconds of each stage (``preprocess``, ``inference``,
+        ``nms``) to ``timings``."""
+        results: list[Found] = []
+        for chunk in [list(images)] if self.engine.batched else [[image] for image in images]:
+            with _stage(timings, "preprocess"):
+                batch, metas = self.letterbox(chunk)
+            with _stage(timings, "inference"):
+                scores, boxes = self.engine.infer(batch)
+            with _stage(timings, "nms"):
+                results += self.letterbox.postprocess(decode_dense(scores, boxes, self.decode_config), metas)
         return results
+
+
+@contextmanager
+def _stage(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started

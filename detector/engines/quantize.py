@@ -22,16 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detector.engines.build import (
-    MODEL_FILES,
-    EngineChoice,
-    build_detector,
-    default_cache_dir,
-    engine_version,
-)
+from detector.engines.build import build_detector
 from detector.engines.cache import EngineCache, Entry, EntryKey
-from detector.engines.compiled import CompiledYOLO
+from detector.engines.compiled import CompiledDetector
+from detector.engines.compiled_torch import CompiledYOLO
 from detector.engines.openvino_engine import OpenVINOEngine
+from detector.engines.serving import MODEL_FILES, EngineChoice, default_cache_dir, engine_version
 from detector.training.datasets import DataSpec, YoloDataset, list_samples, read_rgb
 from detector.training.evaluate import EvalReport, evaluate
 
@@ -107,7 +103,7 @@ def quantize(
     fp32_entry = cache.find(EntryKey(fp32.checkpoint_sha256, "openvino", version, "fp32"))
     assert fp32_entry is not None  # build_detector just made or checked it
     images = calibration_images(spec.splits["train"], calibration)
-    batches = [model.transform([image])[0].numpy() for image in images]
+    batches = [model.letterbox([image.numpy()])[0] for image in images]
     core = openvino.Core()
     quantized = nncf.quantize(
         core.read_model(str(fp32_entry.path(MODEL_FILES["openvino"]))), nncf.Dataset(batches),
@@ -116,8 +112,8 @@ def quantize(
     scratch = cache.root / f".int8-{fp32.checkpoint_sha256[:16]}.xml"
     openvino.save_model(quantized, str(scratch), compress_to_fp16=False)
     try:
-        int8 = CompiledYOLO(OpenVINOEngine(scratch, precision="int8"), model.transform,
-                            class_names=model.class_names, decode=model.decode_config)  # fmt: skip
+        int8 = CompiledYOLO(CompiledDetector(OpenVINOEngine(scratch, precision="int8"), model.letterbox,
+                                             class_names=model.class_names, decode=model.decode_config))
         val = YoloDataset(spec.splits["val"])
         reports = [_score(detector, val, model.class_names) for detector in (model, int8)]
         report = GateReport(
@@ -132,7 +128,8 @@ def quantize(
 
         def write(folder: Path) -> dict[str, object]:
             openvino.save_model(quantized, str(folder / MODEL_FILES["openvino"]), compress_to_fp16=False)
-            return {"gate": report.summary(), "data": str(data), "fp32_scopes": list(FP32_SCOPES)}
+            return {"gate": report.summary(), "data": str(data), "fp32_scopes": list(FP32_SCOPES),
+                    "serving": fp32_entry.manifest["serving"]}
 
         key = EntryKey(fp32.checkpoint_sha256, "openvino", version, "int8")
         return report, EngineCache(out_dir or cache.root).store(key, write)

@@ -8,7 +8,6 @@ metadata and the weights. It is a dict of plain values and tensors, loaded with
 
 from __future__ import annotations
 
-import hashlib
 import pickle  # only for its error type: torch.load(weights_only=True) raises it
 import zipfile
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import torch
 from detector.models.detector import Detector
 from detector.models.errors import ModelLoadError
 from detector.models.registry import ARCHITECTURES, get_recipe
-from detector.models.transform import IMAGENET_MEAN, IMAGENET_STD
+from detector.postprocess import IMAGENET_MEAN, IMAGENET_STD
 
 CHECKPOINT_FORMAT = "vigil-detector"
 CHECKPOINT_VERSION = 1
@@ -140,10 +139,6 @@ class Checkpoint:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{path}: incomplete checkpoint ({error})") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 REGION_ARCHITECTURES = ("localizer", "sliding_window", "rcnn")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detector.boxes import iou_matrix, paired_giou
+from detector.models.box_ops import iou_matrix, paired_giou
 from detector.models.heads import HeadOutput
 
 

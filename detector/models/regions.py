@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-from detector.boxes import clip_boxes
+from detector.models.box_ops import clip_boxes
 from detector.models.detector import Detector
 from detector.models.localizer import Localizer, build_localizer, regions_to_boxes, warp_regions
 from detector.models.proposals import DEFAULT_WINDOW_SCALES, SelectiveSearch, SlidingWindows

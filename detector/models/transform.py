@@ -6,25 +6,12 @@ images go in at any size, boxes come out in the input image's pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detector.boxes import clip_boxes
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ImageMeta:
-    """How one image was placed in the batch: resized by ``scale`` at the top-left corner."""
-
-    scale: float
-    width: int
-    height: int
+from detector.models.box_ops import clip_boxes
+from detector.postprocess import IMAGENET_MEAN, IMAGENET_STD, PAD_VALUE, ImageMeta, LetterboxGeometry
 
 
 class LetterboxTransform(nn.Module):
@@ -43,7 +30,7 @@ class LetterboxTransform(nn.Module):
         size: int,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
-        pad_value: float = 114 / 255,
+        pad_value: float = PAD_VALUE,
         *,
         rect: bool = False,
         stride: int = 32,
@@ -59,8 +46,9 @@ class LetterboxTransform(nn.Module):
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> tuple[Tensor, list[ImageMeta], list[dict[str, Tensor]] | None]:
-        sizes = [self.resized(int(image.shape[-2]), int(image.shape[-1])) for image in images]
-        batch_h, batch_w = self.batch_shape(sizes)
+        geometry = self.geometry
+        sizes = [geometry.resized(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        batch_h, batch_w = geometry.batch_shape(sizes)
         batch = images[0].new_full((len(images), 3, batch_h, batch_w), 0, dtype=self.mean.dtype)
         batch.fill_(self.pad_value)
         metas = []
@@ -84,20 +72,10 @@ class LetterboxTransform(nn.Module):
             ]
         return batch, metas, targets
 
-    def resized(self, height: int, width: int) -> tuple[int, int]:
-        """An image's (height, width) once its longer side is ``size``."""
-        scale = self.size / max(height, width)
-        return min(self.size, round(height * scale)), min(self.size, round(width * scale))
-
-    def batch_shape(self, sizes: list[tuple[int, int]]) -> tuple[int, int]:
-        """(height, width) of the batch holding images of these resized sizes."""
-        if not self.rect:
-            return self.size, self.size
-        stride = self.stride
-        return (
-            max(-(-height // stride) * stride for height, _ in sizes),
-            max(-(-width // stride) * stride for _, width in sizes),
-        )
+    @property
+    def geometry(self) -> LetterboxGeometry:
+        """Where each image goes in the batch (shared with the compiled engines' letterbox)."""
+        return LetterboxGeometry(self.size, rect=self.rect, stride=self.stride)
 
     @staticmethod
     def postprocess(results: list[dict[str, Tensor]], metas: list[ImageMeta]) -> list[dict[str, Tensor]]:

@@ -8,10 +8,9 @@ image, the boxes above a score pre-filter, the top k of them, then class-aware N
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
+import torch
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from detector.models.backbones import build_backbone
 from detector.models.detector import Detector
@@ -20,29 +19,7 @@ from detector.models.loss import DetectionLoss
 from detector.models.necks import PANFPN
 from detector.models.timing import StageTimer
 from detector.models.transform import LetterboxTransform
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    score_thresh: float = 0.05
-    """Pre-filter: boxes scoring below this never reach NMS."""
-    pre_nms_topk: int = 1000
-    nms_iou_thresh: float = 0.6
-    max_detections: int = 100
-
-
-class DecodedByConfig:
-    """``score_thresh`` read from and written to the detector's :class:`DecodeConfig`."""
-
-    decode_config: DecodeConfig
-
-    @property
-    def score_thresh(self) -> float:
-        return self.decode_config.score_thresh
-
-    @score_thresh.setter
-    def score_thresh(self, value: float) -> None:
-        self.decode_config = replace(self.decode_config, score_thresh=value)
+from detector.postprocess import DecodeConfig, DecodedByConfig, decode_dense
 
 
 class YOLO(DecodedByConfig, Detector):
@@ -61,14 +38,14 @@ class YOLO(DecodedByConfig, Detector):
         *,
         class_names: Sequence[str],
         loss: DetectionLoss | None = None,
-        decode: DecodeConfig = DecodeConfig(),
+        decode: DecodeConfig | None = None,
     ) -> None:
         super().__init__(class_names=class_names, input_size=transform.size)
         if len(self.class_names) != head.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for a head of {head.num_classes} classes")
         self.backbone, self.neck, self.head, self.transform = backbone, neck, head, transform
         self.loss = loss or DetectionLoss()
-        self.decode_config = decode
+        self.decode_config = decode or DecodeConfig()
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -90,26 +67,12 @@ class YOLO(DecodedByConfig, Detector):
             return self.transform.postprocess(self.decode(output), metas)
 
     def decode(self, output: HeadOutput) -> list[dict[str, Tensor]]:
-        """Dense output → per image boxes (batch pixels), scores, labels."""
-        return decode_dense(output.class_logits.sigmoid(), output.boxes(), self.decode_config)
-
-
-def decode_dense(scores_all: Tensor, boxes_all: Tensor, cfg: DecodeConfig) -> list[dict[str, Tensor]]:
-    """Dense ``scores (N, A, C)`` (probabilities) and ``boxes (N, A, 4)`` (xyxy, batch pixels) → per
-    image the boxes above ``cfg.score_thresh``, the top ``pre_nms_topk`` of them, then class-aware
-    NMS. The one post-processing of every engine (eager PyTorch, OpenVINO, ONNX Runtime)."""
-    num_classes = scores_all.shape[-1]
-    results = []
-    for scores, boxes in zip(scores_all, boxes_all, strict=True):
-        flat = scores.flatten()
-        keep = (flat > cfg.score_thresh).nonzero().squeeze(1)
-        if keep.numel() > cfg.pre_nms_topk:
-            keep = keep[flat[keep].topk(cfg.pre_nms_topk).indices]
-        anchor, label = keep // num_classes, keep % num_classes
-        kept_boxes, kept_scores = boxes[anchor], flat[keep]
-        order = batched_nms(kept_boxes, kept_scores, label, cfg.nms_iou_thresh)[: cfg.max_detections]
-        results.append({"boxes": kept_boxes[order], "scores": kept_scores[order], "labels": label[order]})
-    return results
+        """Dense output → per image boxes (batch pixels), scores, labels, on the output's device:
+        the shared numpy post-processing (``detector/postprocess.py``), as every engine has it."""
+        scores, boxes = output.class_logits.sigmoid(), output.boxes()
+        found = decode_dense(scores.float().cpu().numpy(), boxes.float().cpu().numpy(), self.decode_config)
+        device = scores.device
+        return [{key: torch.from_numpy(value).to(device) for key, value in item.items()} for item in found]
 
 
 def build_yolo(

@@ -20,7 +20,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.detector import Detector
 from detector.training.datasets import YoloDataset, collate
 

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from detector.boxes import iou_matrix, iou_matrix_np
+from detector.boxes import iou_matrix_np
+from detector.models.box_ops import iou_matrix
 
 
 def test_iou_matrix_by_hand() -> None:

@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.engines import build
-from detector.engines.build import (
-    EngineChoice,
-    build_detector,
-    default_cache_dir,
-    engine_version,
-)
-from detector.engines.cache import EngineCache, EntryKey
+from detector.engines import build, serving
+from detector.engines.build import build_detector
+from detector.engines.cache import EngineCache, EntryKey, file_sha256
 from detector.engines.quantize import quantize
-from detector.models.checkpoint import file_sha256
+from detector.engines.serving import EngineChoice, default_cache_dir, engine_version
 from detector.models.errors import ModelLoadError
 from detector.runner import DEFAULT_WEIGHTS
 from detector.training.datasets import list_samples, read_rgb
@@ -244,7 +239,7 @@ def test_the_service_falls_back_to_torch_when_the_engine_cannot_run(
     assert "falling back to torch" in caplog.text
     assert not list(tmp_path.glob("*-openvino-*")), "no entry is left by the failed export"
 
-    monkeypatch.setattr(build, "installed", lambda engine: engine != "onnxruntime")
+    monkeypatch.setattr(serving, "installed", lambda engine: engine != "onnxruntime")
     gone = build_detector(EngineChoice(**{**choice.__dict__, "engine": "onnxruntime"}), fallback=True)
     assert gone.label == "torch-fp32" and "not installed" in (gone.fallback or "")
 

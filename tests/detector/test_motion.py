@@ -9,8 +9,8 @@ import cv2
 import pytest
 import torch
 
-from detector.boxes import iou_matrix
 from detector.gate import GateDecision, MotionGate
+from detector.models.box_ops import iou_matrix
 from detector.motion import MotionDetector
 from shared.config import MotionConfig
 from shared.errors import DecodeError

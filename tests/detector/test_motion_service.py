@@ -14,7 +14,7 @@ import redis
 import torch
 
 from alerts.rules import RuleEngine
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.runner import DetectorRunner
 from detector.service import DetectorService
 from shared.config import AlertsConfig, MotionConfig

@@ -9,7 +9,7 @@ import pytest
 import redis
 import torch
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.region_runner import RegionRunner
 from detector.regions import plan_regions
 from detector.runner import DetectorRunner, native_image
@@ -135,7 +135,7 @@ def test_a_crop_box_cut_by_an_inner_crop_edge_is_dropped(shipped: DetectorRunner
     cut = round(truth[0] + 0.8 * (truth[2] - truth[0]))
     through = (cut - SIDE, 100, cut, 100 + SIDE)  # its right edge cuts the pistol's last fifth off
     x1, y1, x2, y2 = through
-    [raw] = shipped.model.predict([native_image(decoded)[:, y1:y2, x1:x2]])
+    [raw] = shipped.model.predict([native_image(decoded, shipped.model.image)[:, y1:y2, x1:x2]])
     assert (raw["boxes"][:, 2] >= SIDE - 2).any(), "the model sees the cut pistol at the crop's edge"
     outcome = regions.run([decoded], [[]], [[through]])
     assert outcome.crops == [1]

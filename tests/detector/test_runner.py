@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from detector.boxes import iou_matrix_np
-from detector.predict import to_tensor
 from detector.runner import DetectorRunner
 from shared.errors import DecodeError
 from shared.schemas import Frame
@@ -22,7 +21,13 @@ FRAME_INDEX = 12  # the middle of the first image of the clip, which shows two p
 
 @pytest.fixture(scope="module")
 def runner() -> DetectorRunner:
-    return DetectorRunner(score_thresh=0.4)  # the shipped pistol detector
+    return DetectorRunner(score_thresh=0.4, engine="openvino", device="cpu")  # the shipped detector, served
+
+
+@pytest.fixture(scope="module")
+def eager() -> DetectorRunner:
+    """The shipped detector in torch: the path with nvJPEG's batched decode (CUDA), run on the CPU."""
+    return DetectorRunner(score_thresh=0.4, engine="torch", device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,7 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
     image, truth = clip_frame
     decoded = runner.decode(_frame(image, codec))
     assert runner.input_size == 384
-    assert decoded.image.shape == (3, 288, 384) and decoded.image.dtype == torch.uint8
+    assert decoded.image.shape == (3, 288, 384) and decoded.image.dtype == np.uint8
     assert decoded.scale == pytest.approx(640 / 384)
 
     (found,), _seconds = runner.detect([decoded])
@@ -60,9 +65,8 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
     assert len(found) == len(truth), found
     assert iou_matrix_np(truth, boxes).max(axis=1).min() >= 0.7, "each pistol found where it is"
 
-    with torch.inference_mode():
-        (reference,) = runner.model.predict([to_tensor(image, torch.device("cpu"))])
-    assert iou_matrix_np(reference["boxes"].numpy(), boxes).max(axis=1).min() >= 0.9, "as on the full frame"
+    (reference,) = runner.model.predict([runner.model.image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))])
+    assert iou_matrix_np(reference["boxes"], boxes).max(axis=1).min() >= 0.9, "as on the full frame"
 
 
 def test_large_jpegs_are_decoded_reduced_then_shrunk(runner: DetectorRunner) -> None:
@@ -81,9 +85,10 @@ def test_corrupt_data_raises_decode_error(runner: DetectorRunner) -> None:
 
 @pytest.mark.parametrize("device_decode", [False, True])
 def test_a_batch_decodes_together_and_a_corrupt_frame_is_set_aside(
-    runner: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray], device_decode: bool
+    eager: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray], device_decode: bool
 ) -> None:
     """``device_decode`` is the CUDA path (torchvision's batched decode_jpeg), run here on the CPU."""
+    runner = eager
     image, _truth = clip_frame
     good, raw = _frame(image, "jpeg"), _frame(image, "raw")
     corrupt = Frame("cam", 2, 0, 0, 640, 480, "jpeg", good.data[: len(good.data) // 3])
@@ -102,8 +107,9 @@ def test_a_batch_decodes_together_and_a_corrupt_frame_is_set_aside(
 
 
 def test_the_device_path_decodes_every_jpeg_of_a_batch_in_one_call(
-    runner: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray]
+    eager: DetectorRunner, clip_frame: tuple[np.ndarray, np.ndarray]
 ) -> None:
+    runner = eager
     image, _truth = clip_frame
     frames = [_frame(image, "jpeg"), _frame(cv2.flip(image, 1), "jpeg")]
     runner.device_decode = True

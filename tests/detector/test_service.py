@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from detector.engines import build
+from detector.engines import serving
 from detector.runner import DecodedFrame, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
@@ -81,7 +81,7 @@ def test_frames_in_detections_out_in_source_pixels(redis_client: redis.Redis, ru
 def test_an_engine_that_cannot_run_falls_back_to_torch_and_says_so(
     redis_client: redis.Redis, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(build, "installed", lambda engine: engine != "openvino")  # as if not installed
+    monkeypatch.setattr(serving, "installed", lambda engine: engine != "openvino")  # as if not installed
     fallen = DetectorRunner(tiny_checkpoint, engine="openvino", precision="fp32", engine_cache_dir=tmp_path,
                             fallback=True)  # fmt: skip
     assert fallen.engine == "torch-fp32"

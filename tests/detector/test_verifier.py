@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from detector.models.checkpoint import CheckpointError
 from detector.models.localizer import Localizer
-from detector.runner import DecodedFrame, native_image
+from detector.runner import DecodedFrame, chw, native_image
 from detector.verifier import Candidates, TrackVerifier, Verifier, context_regions
 from shared.imaging import decode_bgr
 from shared.schemas import Box, Detection, Frame
@@ -27,9 +28,9 @@ def verifier(overfit_localizer: Localizer) -> Verifier:
 
 
 def decoded(frame: Frame) -> DecodedFrame:
-    """The frame as the runner hands it on the CPU: decoded smaller than the frame (here 1/2)."""
+    """The frame as a compiled engine's runner hands it: decoded smaller than the frame (here 1/2)."""
     rgb = decode_bgr(frame)[::2, ::2, ::-1].copy()
-    return DecodedFrame(frame, torch.from_numpy(rgb).permute(2, 0, 1), 2.0)
+    return DecodedFrame(frame, chw(rgb), 2.0)
 
 
 def det(box: Box, track_id: int | None, score: float = 0.9) -> Detection:
@@ -44,11 +45,11 @@ def test_context_regions_grow_each_side_and_clip_to_the_frame() -> None:
 
 def test_native_image_is_the_frame_at_its_own_size() -> None:
     for frame in (jpeg_frame("cam", 0, 320, 240), tiled_frame("cam", 1)):
-        image = native_image(decoded(frame))
-        assert image.shape == (3, frame.height, frame.width) and image.dtype == torch.uint8
-        assert native_image(DecodedFrame(frame, image, 1.0)) is image, "already full size (nvJPEG): as it is"
+        image = native_image(decoded(frame), chw)
+        assert image.shape == (3, frame.height, frame.width) and image.dtype == np.uint8
+        assert native_image(DecodedFrame(frame, image, 1.0), chw) is image, "already full size: as it is"
     raw = tiled_frame("cam", 2)
-    bgr = native_image(decoded(raw)).permute(1, 2, 0).flip(-1).numpy()
+    bgr = native_image(decoded(raw), chw).transpose(1, 2, 0)[..., ::-1]
     assert (bgr == decode_bgr(raw)).all(), "the frame's own pixels"
 
 
@@ -63,7 +64,8 @@ def test_the_verifier_scores_crops_in_the_frames_pixels(
         verifier.model, "score_regions", lambda crops: calls.append(len(crops)) or score_regions(crops)
     )
     scores = verifier.score([
-        Candidates(native_image(decoded(frame)), [RECTANGLE, *NOISE], ["rect"] * 3) for frame in frames
+        Candidates(native_image(decoded(frame), verifier.image), [RECTANGLE, *NOISE], ["rect"] * 3)
+        for frame in frames
     ])  # fmt: skip
     assert calls == [6]
     for on_rectangle, *on_noise in scores:

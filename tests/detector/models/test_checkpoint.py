@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.checkpoint import Checkpoint, CheckpointError, reuse_localizer
 from detector.models.registry import build_model
 from detector.runner import DEFAULT_WEIGHTS

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.checkpoint import Checkpoint
 from detector.models.fast_rcnn import FastRCNNDetector
 from detector.models.registry import build_model

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.checkpoint import Checkpoint, CheckpointError, reuse_localizer
 from detector.models.localizer import Localizer, boxes_to_regions, regions_to_boxes, warp_regions
 from detector.models.proposals import SelectiveSearch, SlidingWindows

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from detector.boxes import iou_matrix
+from detector.models.box_ops import iou_matrix
 from detector.models.registry import build_model
 from detector.models.transform import LetterboxTransform
 from detector.models.yolo import YOLO
