@@ -62,7 +62,7 @@ from torch import nn  # noqa: E402
 
 from bench.models import SOURCE, SSDDetector, TorchDetector, load_frames, load_ssd, ssd_files  # noqa: E402
 from detector.engines.build import build_detector  # noqa: E402
-from detector.engines.compiled import CompiledDetector  # noqa: E402
+from detector.engines.compiled import CompiledDetector, OneAtATime  # noqa: E402
 from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
 from detector.engines.openvino_engine import OpenVINOEngine  # noqa: E402
@@ -85,7 +85,7 @@ SCORE_THRESH = 0.25
 # -- the models -----------------------------------------------------------------------------------
 
 
-class TorchDense:
+class TorchDense(OneAtATime):
     """An eager dense network as an engine: the whole batch at once, as the service batches."""
 
     name, precision, batched = "torch", "fp32", True

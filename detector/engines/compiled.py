@@ -39,6 +39,20 @@ class DenseEngine(Protocol):
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def infer_many(self, batches: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`infer` of each batch, in order; an engine may run them concurrently."""
+        ...
+
+
+class OneAtATime:
+    """``infer_many`` as one ``infer`` after another (engines without a concurrent mode)."""
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def infer_many(self, batches: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [self.infer(batch) for batch in batches]
+
 
 @dataclass(frozen=True)
 class ServingSpec:
@@ -78,7 +92,8 @@ class CompiledDetector(DecodedByConfig):
 
     OpenVINO and ONNX Runtime take one image per call (``batched`` False): on the CPU a batch was no
     cheaper per image than single images (both use every core for one image; ``bench/engines.py``),
-    and each image then gets its own rectangular shape instead of the batch's largest.
+    and each image then gets its own rectangular shape instead of the batch's largest. The images of
+    one call go to the engine together (``infer_many``), which OpenVINO runs concurrently.
     """
 
     def __init__(self, engine: DenseEngine, letterbox: Letterbox, *, class_names: Sequence[str],
@@ -103,13 +118,14 @@ class CompiledDetector(DecodedByConfig):
     ) -> list[Found]:
         """Detections per image; adds the seconds of each stage (``preprocess``, ``inference``,
         ``nms``) to ``timings``."""
+        chunks = [list(images)] if self.engine.batched else [[image] for image in images]
+        with _stage(timings, "preprocess"):
+            prepared = [self.letterbox(chunk) for chunk in chunks]
+        with _stage(timings, "inference"):
+            outputs = self.engine.infer_many([batch for batch, _metas in prepared])
         results: list[Found] = []
-        for chunk in [list(images)] if self.engine.batched else [[image] for image in images]:
-            with _stage(timings, "preprocess"):
-                batch, metas = self.letterbox(chunk)
-            with _stage(timings, "inference"):
-                scores, boxes = self.engine.infer(batch)
-            with _stage(timings, "nms"):
+        with _stage(timings, "nms"):
+            for (_batch, metas), (scores, boxes) in zip(prepared, outputs, strict=True):
                 results += self.letterbox.postprocess(decode_dense(scores, boxes, self.decode_config), metas)
         return results
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.engines.compiled import OneAtATime
 from detector.models.errors import ModelLoadError
 
 
@@ -15,7 +16,7 @@ def version() -> str:
     return onnxruntime.__version__
 
 
-class ONNXRuntimeEngine:
+class ONNXRuntimeEngine(OneAtATime):
     name = "onnxruntime"
     batched = False
 

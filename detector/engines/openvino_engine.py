@@ -1,15 +1,23 @@
-"""The dense network in OpenVINO: compiled once per input shape, for the lowest latency.
+"""The dense network in OpenVINO: compiled once per input shape, for latency and for throughput.
 
 A model compiled for a static shape ran 1.3–2.6× faster here than the same model compiled with
 dynamic height and width (2-core AVX-512 host, 384 px, batch 1), so each (N, H, W) the letterbox
 produces is compiled on first use and kept (a few per camera aspect ratio, ~0.3–1 s each).
+
+One image goes to a model compiled for the lowest latency (every core on it). Several images of a
+batch go to a model compiled for throughput (OpenVINO's streams, one image per stream, here two
+streams of one core each), run concurrently: the shipped INT8 model at 384×224 on the 2-core AVX2
+host made 87–89 images/s that way against 72–74 one after another, while one image alone took
+20 ms in a stream against 13 ms with both cores.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,28 +60,61 @@ class OpenVINOEngine:
             self._model = self._core.read_model(str(xml))
         except RuntimeError as error:  # what openvino raises for a file it cannot parse
             raise ModelLoadError(f"openvino cannot load {Path(xml).name}: {error}") from error
-        self._config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        self._config: dict[str, object] = {}
         if precision == "fp32":  # no silent bf16 on CPUs that have it: fp32 means fp32
             self._config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads is not None:
             self._config["INFERENCE_NUM_THREADS"] = threads
-        self._requests: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._requests: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._queues: OrderedDict[tuple[int, ...], Any] = OrderedDict()
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        request = self._request(batch.shape)
+        request = _cached(self._requests, batch.shape, lambda: self._compile(batch.shape, "LATENCY")
+                          .create_infer_request())  # fmt: skip
         outputs = request.infer({0: batch})
-        return tuple(np.asarray(outputs[index]) for index in (0, 1))  # type: ignore[return-value]
+        return np.asarray(outputs[0]), np.asarray(outputs[1])
 
-    def _request(self, shape: tuple[int, ...]) -> object:
-        request = self._requests.get(shape)
-        if request is not None:
-            self._requests.move_to_end(shape)
-            return request
+    def infer_many(self, batches: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each batch's outputs, in order: one alone for latency, several concurrently (per shape)."""
+        if len(batches) == 1:
+            return [self.infer(batches[0])]
+        outputs: list[Any] = [None] * len(batches)
+        for shape in dict.fromkeys(batch.shape for batch in batches):
+            queue = _cached(self._queues, shape, lambda shape=shape: self._queue(shape))
+            for index, batch in enumerate(batches):
+                if batch.shape == shape:
+                    queue.start_async({0: batch}, (outputs, index))
+            queue.wait_all()
+        return outputs
+
+    def _queue(self, shape: tuple[int, ...]) -> Any:
+        import openvino
+
+        compiled = self._compile(shape, "THROUGHPUT")
+        queue = openvino.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue.set_callback(_keep_outputs)
+        return queue
+
+    def _compile(self, shape: tuple[int, ...], hint: str) -> Any:
         model = self._model.clone()
         model.reshape({0: list(shape)})
-        request = self._core.compile_model(model, "CPU", self._config).create_infer_request()
-        log.debug("openvino: compiled %s for input %s", self.precision, shape)
-        self._requests[shape] = request
-        if len(self._requests) > MAX_SHAPES:
-            self._requests.popitem(last=False)
-        return request
+        compiled = self._core.compile_model(model, "CPU", {**self._config, "PERFORMANCE_HINT": hint})
+        log.debug("openvino: compiled %s for input %s (%s)", self.precision, shape, hint.lower())
+        return compiled
+
+
+def _keep_outputs(request: Any, into: tuple[list[Any], int]) -> None:
+    """AsyncInferQueue's callback: copy the request's two outputs out before it is reused."""
+    outputs, index = into
+    outputs[index] = (request.get_output_tensor(0).data.copy(), request.get_output_tensor(1).data.copy())
+
+
+def _cached(cache: OrderedDict[tuple[int, ...], Any], shape: tuple[int, ...], make: Callable[[], Any]) -> Any:
+    """``cache[shape]``, made on first use; the least recently used beyond MAX_SHAPES is released."""
+    if shape in cache:
+        cache.move_to_end(shape)
+        return cache[shape]
+    cache[shape] = made = make()
+    if len(cache) > MAX_SHAPES:
+        cache.popitem(last=False)
+    return made

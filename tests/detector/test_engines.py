@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -248,3 +249,23 @@ def test_int8_without_a_gated_model_runs_fp32_in_the_service(tmp_path: Path) -> 
     built = build_detector(EngineChoice(_copy_weights(tmp_path), engine="openvino", precision="int8",
                                         device="cpu", cache_dir=tmp_path), fallback=True)  # fmt: skip
     assert built.label == "openvino-fp32" and "no gated INT8 model" in (built.fallback or "")
+
+
+def test_openvino_runs_the_images_of_a_batch_concurrently_with_the_same_outputs() -> None:
+    """Several images go to the throughput-compiled model (one per stream), one alone to the
+    latency-compiled one: the same outputs either way, in order, whatever the shapes."""
+    from detector.engines.openvino_engine import OpenVINOEngine
+    from detector.engines.serving import SHIPPED_ENGINES
+
+    [xml] = SHIPPED_ENGINES.glob("*-int8/model.xml")
+    engine = OpenVINOEngine(xml, precision="int8")
+    rng = np.random.default_rng(0)
+    shapes = ((224, 384), (384, 384), (224, 384))
+    batches = [rng.normal(size=(1, 3, *shape)).astype(np.float32) for shape in shapes]
+    together = engine.infer_many(batches)
+    for batch, (scores, boxes) in zip(batches, together, strict=True):
+        alone_scores, alone_boxes = engine.infer(batch)
+        assert scores.shape == alone_scores.shape
+        np.testing.assert_allclose(scores, alone_scores, atol=0.02)
+        np.testing.assert_allclose(boxes, alone_boxes, atol=2.0)
+    assert len(engine.infer_many(batches[:1])) == 1
