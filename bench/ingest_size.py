@@ -14,8 +14,8 @@ by default; the script flushes it). After it, this script reads the camera's fra
   resize + encode (ingest's ``vigil_ingest_encode_seconds``); the Redis server's CPU on its own
   (``INFO cpu``: server-wide, so other clients of that server count too);
 * the detector's CPU per frame of those JPEGs, on one thread (``time.thread_time``; OpenCV and
-  torch pools set to one thread), median over every frame and pass: ``whole N`` is
-  ``DetectorRunner.decode`` for a model input of N px (a JPEG at least twice the input is decoded
+  its pool set to one thread), median over every frame and pass: ``whole N`` is
+  ``detector.runner.decode_at_scale`` for a model input of N px (a JPEG at least twice the input is decoded
   at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients, then area-shrunk); ``native`` is
   the full-size decode that region inference adds for a frame with crops (``native_image``);
   ``motion`` is ``MotionDetector.detect`` (reduced grey decode and the background update).
@@ -133,31 +133,21 @@ def thread_ms(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 def time_decodes(frames: Sequence[Frame], input_sizes: Sequence[int], passes: int) -> dict[str, float]:
     """Median CPU-ms per frame of the detector's per-frame steps on ``frames`` (one thread)."""
-    import torch  # here, not at the top: the children that run ingest need none of it
-
     from detector.motion import MotionDetector
-    from detector.runner import DetectorRunner, native_image
+    from detector.runner import DecodedFrame, chw, decode_at_scale, native_image
     from shared.config import MotionConfig
 
-    @dataclass(frozen=True)
-    class ModelInput:
-        """What ``DetectorRunner.decode`` reads of its runner, without a model behind it."""
-
-        input_size: int
-        device: torch.device
-
-    torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    runners = {size: ModelInput(size, torch.device("cpu")) for size in input_sizes}
     times: dict[str, list[float]] = {f"whole {size}": [] for size in input_sizes}
     times |= {"native": [], "motion": []}
     for _ in range(passes):
         motion = MotionDetector(MotionConfig())
         for frame in frames:
-            for size, runner in runners.items():
-                decoded, ms = thread_ms(DetectorRunner.decode, runner, frame)
+            for size in input_sizes:
+                rgb, ms = thread_ms(decode_at_scale, frame, size)
                 times[f"whole {size}"].append(ms)
-            times["native"].append(thread_ms(native_image, decoded)[1])
+            decoded = DecodedFrame(frame, chw(rgb), frame.width / rgb.shape[1])
+            times["native"].append(thread_ms(native_image, decoded, chw)[1])
             times["motion"].append(thread_ms(motion.detect, frame)[1])
     return {name: median(values) for name, values in times.items()}
 

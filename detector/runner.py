@@ -99,6 +99,22 @@ def native_image(item: DecodedFrame, to_image: Callable[[np.ndarray], Any]) -> A
     return to_image(cv2.cvtColor(decode_bgr(frame), cv2.COLOR_BGR2RGB))
 
 
+def decode_at_scale(frame: Frame, input_size: int) -> np.ndarray:
+    """JPEG or raw bytes → HWC RGB ``uint8`` whose longer side is at most ``input_size``. A JPEG much
+    larger than that is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients; what is
+    still larger is shrunk with area averaging, as the training images were (``build_cache``). Done
+    on uint8 and on the reader thread, this spares the inference thread the model's own float
+    resize. Raises DecodeError for corrupt data."""
+    bgr = decode_bgr(frame, min_side=input_size)
+    height, width = bgr.shape[:2]
+    shrink = input_size / max(height, width)
+    if shrink < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
+        size = (max(1, min(input_size, round(width * shrink))),
+                max(1, min(input_size, round(height * shrink))))  # fmt: skip
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 class DetectorRunner:
     """Loads a checkpoint on an engine and runs batches of frames through it."""
 
@@ -169,19 +185,9 @@ class DetectorRunner:
         )  # fmt: skip
 
     def decode(self, frame: Frame) -> DecodedFrame:
-        """JPEG or raw bytes → RGB tensor at the model's input scale. A JPEG much larger than the
-        model input is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients; what is
-        still larger is shrunk with area averaging, as the training images were (``build_cache``).
-        Done here, on uint8 and on the reader thread, this spares the inference thread the model's
-        own float resize; boxes are scaled back by ``scale``. Raises DecodeError for corrupt data."""
-        bgr = decode_bgr(frame, min_side=self.input_size)
-        height, width = bgr.shape[:2]
-        shrink = self.input_size / max(height, width)
-        if shrink < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
-            size = (max(1, min(self.input_size, round(width * shrink))),
-                    max(1, min(self.input_size, round(height * shrink))))  # fmt: skip
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-        image = self.model.image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        """The frame as the model takes it, at the model's input scale (:func:`decode_at_scale`);
+        boxes are scaled back by ``scale``. Raises DecodeError for corrupt data."""
+        image = self.model.image(decode_at_scale(frame, self.input_size))
         return DecodedFrame(frame, image, frame.width / image.shape[-1])
 
     def decode_batch(
