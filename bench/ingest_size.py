@@ -13,8 +13,8 @@ by default; the script flushes it). After it, this script reads the camera's fra
   against the first side within each repeat (median of the ratios); the mean wall time of one
   resize + encode (ingest's ``vigil_ingest_encode_seconds``); the Redis server's CPU on its own
   (``INFO cpu``: server-wide, so other clients of that server count too);
-* the detector's CPU per frame of those JPEGs, on one thread (``time.thread_time``; OpenCV and
-  its pool set to one thread), median over every frame and pass: ``whole N`` is
+* the detector's CPU per frame of those JPEGs, on one thread (``time.thread_time``; OpenCV's
+  pool set to one thread), median over every frame and pass: ``whole N`` is
   ``detector.runner.decode_at_scale`` for a model input of N px (a JPEG at least twice the input is decoded
   at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients, then area-shrunk); ``native`` is
   the full-size decode that region inference adds for a frame with crops (``native_image``);
