@@ -17,7 +17,7 @@ from alerts.rules import RuleEngine
 from detector.models.box_ops import iou_matrix
 from detector.runner import DetectorRunner
 from detector.service import DetectorService
-from shared.config import AlertsConfig, MotionConfig
+from shared.config import AlertsConfig, DetectorConfig, MotionConfig
 from shared.schemas import Frame
 from tests.detector.conftest import push
 from tests.detector.scenes import FRAME_NS, noisy_frame, room, with_pistol
@@ -31,6 +31,13 @@ WARMUP = MotionConfig().warmup_frames
 @pytest.fixture(scope="module")
 def shipped() -> DetectorRunner:
     return DetectorRunner(engine="torch")  # the engine does not matter here, and auto measures at start
+
+
+def played_config(**overrides: object) -> DetectorConfig:
+    """The service's config for scenes played frame by frame: their frames carry timestamps from
+    the scene's start, so on a loaded machine the later ones would be older than the default
+    ``max_frame_age_s`` (2 s) by the time they are pushed, and skipped as stale."""
+    return detector_config(max_frame_age_s=60.0, **overrides)
 
 
 def handled(service: DetectorService, camera: str) -> float:
@@ -71,7 +78,7 @@ def pistol_seen(box: tuple[float, ...]) -> bool:
 def test_a_still_room_is_skipped_and_a_pasted_pistol_is_detected_in_its_first_frame(
     redis_client: redis.Redis, shipped: DetectorRunner
 ) -> None:
-    service = DetectorService(detector_config(), ["cam"], client=redis_client, runner=shipped)
+    service = DetectorService(played_config(), ["cam"], client=redis_client, runner=shipped)
     start_ns = time.time_ns()
     with running(service):
         assert wait_for(owns(redis_client, "cam"), 10)
@@ -94,7 +101,7 @@ def test_a_still_pistol_keeps_its_alert_open_between_periodic_inferences(
     """No hold (hold_s 0), a background that learns fast: once the pistol is part of the background
     (after 2 s) only the inference every max_interval_s (2 s) sees it, and the default rule's
     end_after_s (3 s) must not run out in between."""
-    config = detector_config(motion=MotionConfig(hold_s=0, background_alpha=0.2))
+    config = played_config(motion=MotionConfig(hold_s=0, background_alpha=0.2))
     service = DetectorService(config, ["cam"], client=redis_client, runner=shipped)
     start_ns = time.time_ns()
     with running(service):
@@ -114,7 +121,7 @@ def test_a_camera_gained_again_or_resuming_is_inferred_and_a_corrupt_frame_break
     redis_client: redis.Redis, shipped: DetectorRunner
 ) -> None:
     start_ns = time.time_ns()
-    service = DetectorService(detector_config(), ["cam"], client=redis_client, runner=shipped)
+    service = DetectorService(played_config(), ["cam"], client=redis_client, runner=shipped)
     with running(service):
         assert wait_for(owns(redis_client, "cam"), 10)
         play(redis_client, service, scene(range(10), pistol=False, start_ns=start_ns))
@@ -130,7 +137,7 @@ def test_a_camera_gained_again_or_resuming_is_inferred_and_a_corrupt_frame_break
             == 1
         )
         play(redis_client, service, scene(range(30, 37), pistol=False, start_ns=start_ns))  # 3.4 s later
-    again = DetectorService(detector_config(), ["cam"], client=redis_client, runner=shipped)
+    again = DetectorService(played_config(), ["cam"], client=redis_client, runner=shipped)
     with running(again):  # a restart: the lease is this instance's again
         assert wait_for(owns(redis_client, "cam"), 10)
         assert wait_for(lambda: handled(again, "cam") == 1, 10), "it starts at the stream's newest entry"
@@ -145,7 +152,7 @@ def test_a_camera_of_its_own_motion_config_is_gated_by_it(
     redis_client: redis.Redis, shipped: DetectorRunner
 ) -> None:
     service = DetectorService(
-        detector_config(), ["cam", "off"], client=redis_client, runner=shipped,
+        played_config(), ["cam", "off"], client=redis_client, runner=shipped,
         motion={"off": MotionConfig(enabled=False)},
     )  # fmt: skip
     start_ns = time.time_ns()
