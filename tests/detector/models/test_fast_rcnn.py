@@ -101,7 +101,7 @@ def test_training_overfits_two_synthetic_images() -> None:
     model = tiny_fast_rcnn(trainable_stages=2)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(60):
         model.train()
         loss = sum(model(images, targets).values())
         optimizer.zero_grad()
