@@ -22,11 +22,14 @@ import argparse
 import json
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, as the tests run it
 
 import paho.mqtt.client as mqtt
 
