@@ -134,7 +134,8 @@ def thread_ms(call: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 def time_decodes(frames: Sequence[Frame], input_sizes: Sequence[int], passes: int) -> dict[str, float]:
     """Median CPU-ms per frame of the detector's per-frame steps on ``frames`` (one thread)."""
     from detector.motion import MotionDetector
-    from detector.runner import DecodedFrame, chw, decode_at_scale, native_image
+    from detector.postprocess import chw
+    from detector.runner import DecodedFrame, decode_at_scale, native_image
     from shared.config import MotionConfig
 
     cv2.setNumThreads(1)

@@ -15,17 +15,24 @@ from detector.engines.build import BuiltDetector, build_detector
 from detector.engines.serving import EngineChoice
 from detector.models.detector import Detector
 from detector.postprocess import Found
-from detector.runner import ModelThreshold
 from shared.schemas import Frame
 
 
-class EagerFrames(ModelThreshold):
+class EagerFrames:
     """An eager torch detector as the runner's :class:`~detector.runner.FrameModel`: numpy images
     become tensors on its device (half precision on CUDA), its outputs numpy arrays."""
 
     def __init__(self, model: Detector, device: torch.device, *, half: bool) -> None:
         self.model, self.device, self.half = model, device, half
         self.class_names, self.input_size = model.class_names, model.input_size
+
+    @property
+    def score_thresh(self) -> float:
+        return self.model.score_thresh
+
+    @score_thresh.setter
+    def score_thresh(self, value: float) -> None:
+        self.model.score_thresh = value  # type: ignore[misc]
 
     def image(self, rgb: np.ndarray) -> Tensor:
         return torch.from_numpy(rgb).permute(2, 0, 1).to(self.device, non_blocking=True)

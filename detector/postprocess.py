@@ -56,6 +56,11 @@ class ImageMeta:
     height: int
 
 
+def chw(rgb: np.ndarray) -> np.ndarray:
+    """An HWC image as CHW (a view), the layout the letterbox takes."""
+    return rgb.transpose(2, 0, 1)
+
+
 @dataclass(frozen=True)
 class LetterboxGeometry:
     """Each image resized so its longer side is ``size`` (aspect kept), padded bottom/right to a

@@ -21,9 +21,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from detector.engines.compiled import CompiledDetector
 from detector.engines.prepare import prepare_in_child
-from detector.engines.serving import EngineChoice, Served, needs_preparing, serve
+from detector.engines.serving import EngineChoice, Served, serve, worth_preparing
 from detector.postprocess import Found
 from shared.config import DetectorConfig
 from shared.errors import DecodeError
@@ -35,7 +34,9 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "pistol-yolo-lit
 
 
 class FrameModel(Protocol):
-    """The network behind the runner: CHW RGB ``uint8`` images in, :data:`Found` per image out."""
+    """The network behind the runner: CHW RGB ``uint8`` images in, :data:`Found` per image out. A
+    compiled engine's :class:`~detector.engines.compiled.CompiledDetector` is one as it is; torch's
+    models are wrapped in ``detector/eager_frames.py``."""
 
     class_names: tuple[str, ...]
     input_size: int
@@ -45,39 +46,6 @@ class FrameModel(Protocol):
         """An HWC RGB ``uint8`` array as :meth:`predict` takes it (CHW; a tensor on the device)."""
 
     def predict(self, images: Sequence[Any]) -> list[Found]: ...
-
-
-class ModelThreshold:
-    """``score_thresh`` read from and written to the wrapped ``model``'s."""
-
-    model: Any
-
-    @property
-    def score_thresh(self) -> float:
-        return self.model.score_thresh
-
-    @score_thresh.setter
-    def score_thresh(self, value: float) -> None:
-        self.model.score_thresh = value
-
-
-class CompiledFrames(ModelThreshold):
-    """A compiled detector as the runner's :class:`FrameModel`: numpy all the way."""
-
-    def __init__(self, model: CompiledDetector) -> None:
-        self.model = model
-        self.class_names, self.input_size = model.class_names, model.input_size
-
-    def image(self, rgb: np.ndarray) -> np.ndarray:
-        return chw(rgb)
-
-    def predict(self, images: Sequence[np.ndarray]) -> list[Found]:
-        return self.model.predict(images)
-
-
-def chw(rgb: np.ndarray) -> np.ndarray:
-    """An HWC image as CHW (a view)."""
-    return rgb.transpose(2, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +107,7 @@ class DetectorRunner:
                               cache_dir=Path(engine_cache_dir) if engine_cache_dir else None, rect=rect,
                               threads=torch_threads)  # fmt: skip
         served = serve(choice, nms_iou_thresh=nms_iou_thresh)
-        if served is None and needs_preparing(choice):
+        if served is None and worth_preparing(choice):
             problem = prepare_in_child(choice)
             served = serve(choice, nms_iou_thresh=nms_iou_thresh) if problem is None else None
             if problem is not None:
@@ -165,7 +133,7 @@ class DetectorRunner:
                  len(self.class_names), self.input_size)  # fmt: skip
 
     def _serve_compiled(self, served: Served, choice: EngineChoice) -> None:
-        self.model = CompiledFrames(served.model)
+        self.model = served.model
         self.device, self.engine = "cpu", f"{served.engine}-{served.precision}"
         """``torch-fp32``, ``openvino-int8``, ...: what runs the network."""
         self.engine_precision, self.engine_fallback = (served.engine, served.precision), served.fallback

@@ -23,6 +23,7 @@ from detector.postprocess import (
     Found,
     Letterbox,
     LetterboxGeometry,
+    chw,
     decode_dense,
 )
 
@@ -104,6 +105,10 @@ class CompiledDetector(DecodedByConfig):
     @property
     def input_size(self) -> int:
         return self.letterbox.geometry.size
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """An HWC RGB ``uint8`` array as :meth:`predict` takes it (the runner's ``FrameModel``)."""
+        return chw(rgb)
 
     @classmethod
     def from_spec(cls, engine: DenseEngine, spec: ServingSpec, *, rect: bool,

@@ -152,15 +152,14 @@ def planned_engine(choice: EngineChoice, sha: str) -> str | None:
     return recorded_auto(choice, sha) if on_cpu(choice) else "torch"
 
 
-def needs_preparing(choice: EngineChoice) -> bool:
-    """Whether a child process should export or measure before :func:`serve` can succeed: not for
-    torch, nor for an engine that cannot run here (the torch path then falls back, saying why)."""
+def worth_preparing(choice: EngineChoice) -> bool:
+    """Whether, :func:`serve` having found nothing, a child process that exports or measures could
+    make it succeed: not for torch, nor for an engine that cannot run here (the torch path then
+    falls back, saying why)."""
     if not on_cpu(choice) or not choice.checkpoint.is_file():
         return False
     engine = planned_engine(choice, file_sha256(choice.checkpoint))
-    if engine == "torch" or (engine is not None and unusable(engine) is not None):
-        return False
-    return serve(choice) is None
+    return engine != "torch" and (engine is None or unusable(engine) is None)
 
 
 def serve(choice: EngineChoice, **decode_overrides: float) -> Served | None:

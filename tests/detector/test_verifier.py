@@ -11,7 +11,8 @@ import torch
 
 from detector.models.checkpoint import CheckpointError
 from detector.models.localizer import Localizer
-from detector.runner import DecodedFrame, chw, native_image
+from detector.postprocess import chw
+from detector.runner import DecodedFrame, native_image
 from detector.verifier import Candidates, TrackVerifier, Verifier, context_regions
 from shared.imaging import decode_bgr
 from shared.schemas import Box, Detection, Frame
