@@ -29,6 +29,12 @@ per-repeat ratios, so both figures of a ratio come from the same minute):
 
     .venv/bin/python bench/engines.py                       # about 6 minutes on 2 busy cores
     .venv/bin/python bench/engines.py --sizes 384 --batches 1 --repeats 2   # a quick look
+    .venv/bin/python bench/engines.py --profile --sizes 384   # where the INT8 models spend their time
+
+``--profile`` replaces the table by OpenVINO's per-layer counters for the OpenVINO INT8 model of
+each family, one image of each shape and size: ms by part of the network and by kind of layer
+(depthwise convolutions, the other convolutions, the rest), so a ratio that misses a goal can be
+traced to the layers that cost it.
 """
 
 from __future__ import annotations
@@ -65,9 +71,9 @@ from detector.engines.build import build_detector  # noqa: E402
 from detector.engines.compiled import CompiledDetector, OneAtATime  # noqa: E402
 from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
-from detector.engines.openvino_engine import OpenVINOEngine  # noqa: E402
+from detector.engines.openvino_engine import LayerTime, OpenVINOEngine  # noqa: E402
 from detector.engines.serving import EngineChoice  # noqa: E402
-from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry  # noqa: E402
+from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry, chw  # noqa: E402
 from detector.runner import DEFAULT_WEIGHTS  # noqa: E402
 
 SIZES = (320, 416, 640)
@@ -190,6 +196,67 @@ def yolo11_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
             for key, engine in engines.items()}  # fmt: skip
 
 
+# -- where the time goes -------------------------------------------------------------------------
+
+YOLO11_PARTS = ((10, "backbone"), (22, "neck"), (23, "head"))
+"""yolo11n.yaml's layers: 0–10 the backbone, 11–22 the neck, 23 the Detect head."""
+
+
+def part_of(name: str) -> str:
+    """The part of the network an exported node belongs to, from its module path: vigil's
+    ``/backbone/stages.1/...`` → ``backbone stage 1``, ``/neck/...`` → ``neck``; YOLO11's
+    ``/model.7/...`` → ``backbone``."""
+    segments = name.strip("/").split("/")
+    if segments[0] == "backbone" and len(segments) > 1 and segments[1].startswith("stages."):
+        return f"backbone stage {segments[1].removeprefix('stages.')}"
+    if segments[0].startswith("model.") and segments[0][6:].isdigit():
+        return next(part for last, part in YOLO11_PARTS if int(segments[0][6:]) <= last)
+    return segments[0] if segments[0] in ("backbone", "neck", "head") else "other"
+
+
+def kind_of(layer: LayerTime) -> str:
+    if layer.kind == "GroupConvolution":
+        return "depthwise conv"
+    return "other conv" if layer.kind == "Convolution" else "other"
+
+
+def print_profile(family: str, layers: list[LayerTime]) -> dict[str, Any]:
+    total = sum(layer.ms for layer in layers)
+    split: dict[str, dict[str, float]] = {"part": {}, "kind": {}}
+    for layer in layers:
+        for axis, key in (("part", part_of(layer.name)), ("kind", kind_of(layer))):
+            split[axis][key] = split[axis].get(key, 0.0) + layer.ms
+    for axis, shares in split.items():
+        cells = ", ".join(
+            f"{key} {ms:.2f} ms ({100 * ms / total:.0f} %)" for key, ms in sorted(shares.items())
+        )
+        print(f"    {family:8} by {axis}: {cells}")
+    return {"total_ms": total, **split}
+
+
+def profile(args: argparse.Namespace) -> dict[str, Any]:
+    """OpenVINO's per-layer counters of each family's INT8 model: one frame, each shape and size."""
+    frame = crop_16_9(load_frames(args.source)[0])
+    logging.disable(logging.WARNING)
+    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    rows: list[dict[str, Any]] = []
+    for shape in SHAPES:
+        families = {"vigil": vigil_models(shape == "16:9", folder)[DEFAULT_ENGINE]}
+        if not args.no_yolo11:
+            families["yolo11n"] = yolo11_models(shape == "16:9", folder)[DEFAULT_ENGINE]
+        for size in args.sizes:
+            row: dict[str, Any] = {"shape": shape, "size": size}
+            for family, model in families.items():
+                set_size(model, size)
+                batch = model.compiled.letterbox([chw(frame[..., ::-1])])[0]  # the model's RGB input
+                layers = model.compiled.engine.layer_times(batch, runs=args.repeats * 10)
+                print(f"{shape:>6} {size} px, {family}: {sum(layer.ms for layer in layers):.2f} ms "
+                      f"per image ({batch.shape[3]}×{batch.shape[2]}), by OpenVINO's counters")  # fmt: skip
+                row[family] = print_profile(family, layers)
+            rows.append(row)
+    return {"cpu": describe_cpu(), "profile": rows}
+
+
 # -- measuring ------------------------------------------------------------------------------------
 
 
@@ -278,6 +345,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--source", type=Path, default=SOURCE, help="video or folder of frames")
     parser.add_argument("--no-yolo11", action="store_true", help="leave Ultralytics' YOLO11n out")
+    parser.add_argument("--profile", action="store_true", help="per-layer split of the INT8 models instead")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -286,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores; torch {torch.__version__}, OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY')}, allocator glibc (keeps its memory)")  # fmt: skip
-    report = run(args)
+    report = profile(args) if args.profile else run(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def version() -> str:
     import openvino
 
     return openvino.__version__.split("-")[0]
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """One executed layer of a compiled model: its node name (the exported module path, e.g.
+    ``/backbone/stages.1/...``), OpenVINO's layer type, the kernel that ran it and its mean ms."""
+
+    name: str
+    kind: str
+    kernel: str
+    ms: float
 
 
 class OpenVINOEngine:
@@ -86,6 +98,22 @@ class OpenVINOEngine:
                     queue.start_async({0: batch}, (outputs, index))
             queue.wait_all()
         return outputs
+
+    def layer_times(self, batch: np.ndarray, runs: int = 20) -> list[LayerTime]:
+        """Mean ms per executed layer over ``runs`` latency inferences of ``batch`` (OpenVINO's
+        performance counters, on a model compiled for this shape with them on): where the time goes."""
+        model = self._model.clone()
+        model.reshape({0: list(batch.shape)})
+        config = {**self._config, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": True}
+        request = self._core.compile_model(model, "CPU", config).create_infer_request()
+        request.infer({0: batch})  # the first run allocates
+        totals: dict[tuple[str, str, str], float] = {}
+        for _ in range(runs):
+            request.infer({0: batch})
+            for layer in request.profiling_info:
+                key = (layer.node_name, layer.node_type, layer.exec_type)
+                totals[key] = totals.get(key, 0.0) + layer.real_time.total_seconds() * 1000
+        return [LayerTime(name, kind, kernel, ms / runs) for (name, kind, kernel), ms in totals.items()]
 
     def _queue(self, shape: tuple[int, ...]) -> Any:
         import openvino

@@ -269,3 +269,19 @@ def test_openvino_runs_the_images_of_a_batch_concurrently_with_the_same_outputs(
         np.testing.assert_allclose(scores, alone_scores, atol=0.02)
         np.testing.assert_allclose(boxes, alone_boxes, atol=2.0)
     assert len(engine.infer_many(batches[:1])) == 1
+
+
+def test_openvino_says_where_the_time_goes_layer_by_layer() -> None:
+    """The per-layer counters name the exported modules, so time can be split by part of the
+    network (bench/engines.py --profile): the backbone's stages, the neck, the head, and the
+    depthwise convolutions among them."""
+    from detector.engines.openvino_engine import OpenVINOEngine
+    from detector.engines.serving import SHIPPED_ENGINES
+
+    [xml] = SHIPPED_ENGINES.glob("*-int8/model.xml")
+    layers = OpenVINOEngine(xml, precision="int8").layer_times(np.zeros((1, 3, 224, 384), np.float32), runs=2)
+    assert all(layer.ms >= 0 for layer in layers) and sum(layer.ms for layer in layers) > 0
+    parts = {layer.name.strip("/").split("/")[0] for layer in layers if layer.ms > 0}
+    assert {"backbone", "neck", "head"} <= parts
+    depthwise = {layer.name.strip("/").split("/")[1] for layer in layers if layer.kind == "GroupConvolution"}
+    assert {f"stages.{stage}" for stage in range(5)} <= depthwise  # every MBConv stage has them
