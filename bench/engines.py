@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bench.models import SOURCE, SSDDetector, TorchDetector, load_frames, load_ssd, ssd_files  # noqa: E402
-from detector.engines.build import build_detector  # noqa: E402
+from detector.engines.build import build_detector, set_input_size  # noqa: E402
 from detector.engines.compiled import CompiledDetector, OneAtATime  # noqa: E402
 from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
@@ -247,7 +246,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
         for size in args.sizes:
             row: dict[str, Any] = {"shape": shape, "size": size}
             for family, model in families.items():
-                set_size(model, size)
+                set_input_size(model, size)
                 batch = model.compiled.letterbox([chw(frame[..., ::-1])])[0]  # the model's RGB input
                 layers = model.compiled.engine.layer_times(batch, runs=args.repeats * 10)
                 print(f"{shape:>6} {size} px, {family}: {sum(layer.ms for layer in layers):.2f} ms "
@@ -258,16 +257,6 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- measuring ------------------------------------------------------------------------------------
-
-
-def set_size(model: Any, size: int) -> None:
-    """The input size of an eager model (its torch transform) or a compiled one (its letterbox)."""
-    if isinstance(model, CompiledYOLO):
-        letterbox = model.compiled.letterbox
-        model.compiled.letterbox = replace(letterbox, geometry=replace(letterbox.geometry, size=size))
-    else:
-        model.transform.size = size
-    model.input_size = size
 
 
 def ms_per_frame(detector: Any, frames: list[np.ndarray], batch: int) -> float:
@@ -295,7 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 detectors: dict[str, Any] = {}
                 for family, models in families.items():
                     for (engine, precision), model in models.items():
-                        set_size(model, size)
+                        set_input_size(model, size)
                         detectors[f"{family} {engine}-{precision}"] = TorchDetector(family, model)
                 if ssd_net is not None:
                     detectors["ssd cv2.dnn-fp32"] = SSDDetector(ssd_net, size)

@@ -625,10 +625,11 @@ def add_eval(commands: Commands) -> None:
     parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "int8"))
     parser.add_argument("--letterbox", default="square", choices=("square", "rect"),
                         help="square (as trained) or rect: padded to a multiple of the stride")  # fmt: skip
+    parser.add_argument("--img", type=int, help="input size (default: the checkpoint's)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from detector.engines.build import build_detector
+    from detector.engines.build import build_detector, set_input_size
     from detector.engines.serving import EngineChoice
     from detector.training.datasets import DataSpec, YoloDataset
     from detector.training.evaluate import evaluate, plot_pr_curve
@@ -640,6 +641,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ))  # fmt: skip
     checkpoint, model = built.checkpoint, built.model
     model.score_thresh = 0.001
+    if args.img:
+        set_input_size(model, args.img)
     spec = DataSpec.load(args.data)
     if args.split not in spec.splits:
         print(f"vigil: {args.data} has no {args.split!r} split", file=sys.stderr)
@@ -649,7 +652,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         score_thresh=args.score_thresh, device=built.device,
     )  # fmt: skip
     print(json.dumps({"weights": args.weights, "split": args.split, "engine": built.label,
-                      "letterbox": args.letterbox, **report.summary()}, indent=2))  # fmt: skip
+                      "letterbox": args.letterbox, "input_size": model.input_size,
+                      **report.summary()}, indent=2))  # fmt: skip
     if args.plot:
         print(f"PR curve: {plot_pr_curve(report, args.plot, title=f'{checkpoint.name} on {args.split}')}")
     return 0

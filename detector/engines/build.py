@@ -23,7 +23,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -65,6 +65,18 @@ class BuiltDetector:
     @property
     def label(self) -> str:
         return f"{self.engine}-{self.precision}"
+
+
+def set_input_size(model: Detector, size: int) -> None:
+    """Run ``model`` at another input size than its checkpoint's: the letterbox of a compiled model,
+    the transform of an eager one (evaluation and benchmarks; a YOLO trained multi-scale may be
+    served at another size)."""
+    if isinstance(model, CompiledYOLO):
+        letterbox = model.compiled.letterbox
+        model.compiled.letterbox = replace(letterbox, geometry=replace(letterbox.geometry, size=size))
+    else:
+        model.transform.size = size
+    model.input_size = size
 
 
 def build_detector(

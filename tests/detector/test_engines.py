@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from detector.engines import build, serving
-from detector.engines.build import build_detector
+from detector.engines.build import build_detector, set_input_size
 from detector.engines.cache import EngineCache, EntryKey, file_sha256
 from detector.engines.quantize import quantize
 from detector.engines.serving import EngineChoice, default_cache_dir, engine_version
@@ -68,6 +69,20 @@ def test_the_rectangular_letterbox_pads_to_the_stride_not_to_a_square(cache_dir:
     assert tuple(square.transform([wide])[0].shape[-2:]) == (384, 384)
     mixed, _, _ = model.transform([wide, torch.zeros(3, 600, 450, dtype=torch.uint8)])
     assert tuple(mixed.shape[-2:]) == (384, 384)  # the batch holds its tallest and its widest image
+
+
+@pytest.mark.parametrize("engine", ["torch", "openvino"])
+def test_a_model_runs_at_another_input_size_with_boxes_in_the_image_s_pixels(engine: str, cache_dir: Path) -> None:
+    """``vigil eval --img``: a multi-scale-trained YOLO scored at another size than its checkpoint's."""
+    model = shipped(engine, cache_dir).model
+    [image] = val_images(1)
+    at_384 = model.predict([image])[0]
+    set_input_size(model, 448)
+    at_448 = model.predict([image])[0]
+    assert model.input_size == 448
+    assert len(at_384["boxes"]) and len(at_448["boxes"])
+    iou = box_iou(at_384["boxes"][:1].float(), at_448["boxes"][:1].float())
+    assert float(iou) > 0.8  # the same pistol, in the image's own pixels at either size
 
 
 def test_an_export_is_made_once_then_loaded(cache_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
