@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from shared.config import MotionConfig
-from shared.imaging import decode_grey
+from shared.imaging import decode_grey, shrink
 from shared.schemas import Box, Frame
 
 RESTART_SHARE = 0.7
@@ -77,7 +77,7 @@ class MotionDetector:
         grey = decode_grey(frame, min_height=height)
         if grey.shape[0] > height:
             width = max(1, round(grey.shape[1] * height / grey.shape[0]))
-            grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+            grey = shrink(grey, (width, height))
         return cv2.GaussianBlur(grey, _BLUR, 0)
 
     def _restart(self, grey: np.ndarray) -> None:

@@ -26,7 +26,7 @@ from detector.engines.serving import EngineChoice, Served, serve, worth_preparin
 from detector.postprocess import Found
 from shared.config import DetectorConfig
 from shared.errors import DecodeError
-from shared.imaging import decode_bgr
+from shared.imaging import decode_bgr, shrink
 from shared.schemas import Detection, Frame
 
 log = logging.getLogger(__name__)
@@ -70,16 +70,16 @@ def native_image(item: DecodedFrame, to_image: Callable[[np.ndarray], Any]) -> A
 def decode_at_scale(frame: Frame, input_size: int) -> np.ndarray:
     """JPEG or raw bytes → HWC RGB ``uint8`` whose longer side is at most ``input_size``. A JPEG much
     larger than that is decoded at 1/2, 1/4 or 1/8 size straight from its DCT coefficients; what is
-    still larger is shrunk with area averaging, as the training images were (``build_cache``). Done
-    on uint8 and on the reader thread, this spares the inference thread the model's own float
-    resize. Raises DecodeError for corrupt data."""
+    still larger is shrunk (:func:`shared.imaging.shrink`; under 2× from a JPEG: bilinear, as the
+    model's own letterbox resizes). Done on uint8 and on the reader thread, this spares the
+    inference thread the model's own float resize. Raises DecodeError for corrupt data."""
     bgr = decode_bgr(frame, min_side=input_size)
     height, width = bgr.shape[:2]
-    shrink = input_size / max(height, width)
-    if shrink < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
-        size = (max(1, min(input_size, round(width * shrink))),
-                max(1, min(input_size, round(height * shrink))))  # fmt: skip
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    scale = input_size / max(height, width)
+    if scale < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
+        size = (max(1, min(input_size, round(width * scale))),
+                max(1, min(input_size, round(height * scale))))  # fmt: skip
+        bgr = shrink(bgr, size)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from shared.errors import DecodeError
+from shared.imaging import shrink
 
 
 class FpsSampler:
@@ -72,7 +73,7 @@ def resize(image: np.ndarray, max_side: int | None) -> np.ndarray:
     size = fit_size(width, height, max_side)
     if size == (width, height):
         return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return shrink(image, size)
 
 
 def encode(image: np.ndarray, codec: str, jpeg_quality: int) -> bytes:

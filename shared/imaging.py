@@ -51,6 +51,24 @@ def decode_grey(frame: Frame, *, min_height: int) -> np.ndarray:
     return _decode_jpeg(frame, flag)
 
 
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (HxW or HxWxC ``uint8``) shrunk to ``size`` (width, height), averaging away detail
+    finer than the output's pixels, fast at any ratio.
+
+    OpenCV's area averaging is fast only at whole ratios: here 1280→960 took 4.8 ms against 1.6 ms
+    bilinear, 1920→640 2.9 ms against 1.0 ms, 2560→960 12.3 ms, while 2× took 0.3–0.6 ms. So the
+    image is halved with area averaging while at least twice the output, then resized bilinearly
+    by the factor left (under 2×, as the models' own letterbox resizes; a one-pixel pattern may
+    alias there, as it does in the letterbox)."""
+    width, height = size
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        half = (max(1, image.shape[1] // 2), max(1, image.shape[0] // 2))
+        image = cv2.resize(image[: 2 * half[1], : 2 * half[0]], half, interpolation=cv2.INTER_AREA)
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def _decode_jpeg(frame: Frame, flag: int) -> np.ndarray:
     try:
         image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), flag)

@@ -72,7 +72,7 @@ def test_the_rectangular_letterbox_pads_to_the_stride_not_to_a_square(cache_dir:
 
 
 @pytest.mark.parametrize("engine", ["torch", "openvino"])
-def test_a_model_runs_at_another_input_size_with_boxes_in_the_image_s_pixels(engine: str, cache_dir: Path) -> None:
+def test_a_model_runs_at_another_input_size_with_boxes_in_its_pixels(engine: str, cache_dir: Path) -> None:
     """``vigil eval --img``: a multi-scale-trained YOLO scored at another size than its checkpoint's."""
     model = shipped(engine, cache_dir).model
     [image] = val_images(1)
