@@ -16,12 +16,12 @@ by default; the script flushes it). After it, this script reads the camera's fra
 * the detector's CPU per frame of those JPEGs, on one thread (``time.thread_time``; OpenCV's
   pool set to one thread), median over every frame and pass: ``whole N`` is
   ``detector.runner.decode_at_scale`` for a model input of N px (a JPEG at least twice the input is decoded
-  at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients, then area-shrunk); ``native`` is
+  at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients, then shrunk); ``native`` is
   the full-size decode that region inference adds for a frame with crops (``native_image``);
   ``motion`` is ``MotionDetector.detect`` (reduced grey decode and the background update).
 
 Last, ingest's ``resize`` alone is timed from 1280x720 frames and from 1920x1080 ones (the clip
-scaled up): its ``INTER_AREA`` is fast at a 2x shrink and slow at others (1280 to 960 is 4/3).
+scaled up): ``shared.imaging.shrink``, whose cost depends on the ratio (2x halvings, then bilinear).
 
 Repeats are interleaved, in ABBA order. Run it niced on a shared machine:
 
@@ -155,8 +155,8 @@ def time_decodes(frames: Sequence[Frame], input_sizes: Sequence[int], passes: in
 
 def resize_costs(clip: Path, sides: Sequence[int], frames: int = 30) -> dict[str, dict[int, float]]:
     """Median CPU-ms of ingest's own ``resize`` alone (one thread) from the clip's 1280x720 frames and
-    from them scaled up to 1920x1080, as a 1080p camera's would be: ``INTER_AREA`` is fast at a 2x
-    shrink and several times slower at others, so what a ``max_side`` costs depends on the camera."""
+    from them scaled up to 1920x1080, as a 1080p camera's would be: what a ``max_side`` costs
+    depends on the camera's ratio to it."""
     from ingest.sampler import resize
 
     cv2.setNumThreads(1)
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = summary(runs, args)
     print_summary(rows, args)
     resizes = resize_costs(clip, args.sides)
-    print("\ningest's resize alone (INTER_AREA), CPU-ms per frame on one thread, median:")
+    print("\ningest's resize alone (shared.imaging.shrink), CPU-ms per frame on one thread, median:")
     for source, costs in resizes.items():
         print(f"  from {source:9}: " + ", ".join(f"max_side {side} {ms:.2f}" for side, ms in costs.items()))
     if args.json:
