@@ -20,9 +20,12 @@ import argparse
 import json
 import math
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, as the tests run it
 
 import cv2
 from prometheus_client import CollectorRegistry
@@ -33,8 +36,8 @@ from shared import keys
 from shared.config import CameraConfig, RecordConfig, RedisConfig, RetentionConfig
 from shared.eventstore import EventStore
 from shared.redis import connect
-from shared.schemas import Detection, Detections, Frame
 from tests.recorder.conftest import record_alert
+from tests.support.messages import jpeg_frame, pistol_detections
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "samples" / "pistols.mp4"
@@ -74,27 +77,10 @@ def publish(
     pipe = client.pipeline(transaction=False)
     for seq, (data, width, height) in enumerate(frames):
         ts_ns = start_ns + int(seq * S / fps)
-        frame = Frame(
-            camera=camera,
-            seq=seq,
-            ts_ns=ts_ns,
-            pts_ms=ts_ns // 1_000_000,
-            width=width,
-            height=height,
-            codec="jpeg",
-            data=data,
-        )
+        frame = jpeg_frame(camera, seq, ts_ns, data, width=width, height=height)
         pipe.xadd(keys.frames_stream(camera), frame.encode(), maxlen=maxlen, approximate=False)
         box = (width * 0.3, height * 0.3, width * 0.5, height * 0.6)
-        message = Detections(
-            camera=camera,
-            seq=seq,
-            ts_ns=ts_ns,
-            width=width,
-            height=height,
-            model="bench",
-            objects=(Detection("pistol", 0, 0.9, box, track_id=1),),
-        )
+        message = pistol_detections(frame, box, track_id=1, model="bench")
         pipe.xadd(keys.detections_stream(camera), message.encode())
     pipe.execute()
 

@@ -38,6 +38,7 @@ from alerts.sinks.service import SinkService
 from shared.config import MqttSinkConfig, RedisConfig, SinkConfig, SinksConfig, WebhookSinkConfig
 from shared.redis import connect
 from shared.schemas import AlertEvent
+from tests.support.messages import pistol_event
 from tests.support.mosquitto import Mosquitto
 from tests.support.services import running, wait_for
 from tests.support.webhook_receiver import Receiver, Script
@@ -45,23 +46,7 @@ from tests.support.webhook_receiver import Receiver, Script
 
 def make_event(n: int, run: str) -> AlertEvent:
     now = time.time_ns()
-    return AlertEvent(
-        event_id=f"{run}-{n:06d}",
-        kind="started",
-        rule="gun",
-        severity="critical",
-        camera="cam1",
-        label="pistol",
-        score=0.9,
-        box=(10.0, 20.0, 50.0, 80.0),
-        box_norm=(0.1, 0.1, 0.2, 0.3),
-        frame_width=640,
-        frame_height=480,
-        track_id=n,
-        first_seen_ns=now,
-        ts_ns=now,
-        seq=n,
-    )
+    return pistol_event(n, event_id=f"{run}-{n:06d}", first_seen_ns=now, ts_ns=now)
 
 
 class MqttArrivals:

@@ -34,7 +34,7 @@ from shared.config import RedisConfig
 from shared.eventstore import EventStore
 from shared.redis import connect, free_port
 from shared.registry import CameraStatus, write_status
-from shared.schemas import Detection, Detections, Frame
+from tests.support.messages import jpeg_frame, pistol_detections
 from tests.support.mjpeg import parts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,29 +64,12 @@ def publish(
     while not stop.is_set():
         pipe = client.pipeline(transaction=False)
         for camera in cameras:
-            ts = time.time_ns()
-            frame = Frame(
-                camera=camera,
-                seq=seq,
-                ts_ns=ts,
-                pts_ms=seq * 200,
-                width=WIDTH,
-                height=height,
-                codec="jpeg",
-                data=jpegs[seq % len(jpegs)],
+            data = jpegs[seq % len(jpegs)]
+            frame = jpeg_frame(
+                camera, seq, time.time_ns(), data, width=WIDTH, height=height, pts_ms=seq * 200
             )
             pipe.xadd(keys.frames_stream(camera), frame.encode(), maxlen=100, approximate=True)
-            objects = (Detection(label="pistol", class_id=0, score=0.9, box=box, track_id=1),)
-            detections = Detections(
-                camera=camera,
-                seq=seq,
-                ts_ns=ts,
-                width=WIDTH,
-                height=height,
-                model="bench",
-                objects=objects,
-                timings_ms={"total": 0.0},
-            )
+            detections = pistol_detections(frame, box, track_id=1, model="bench", timings_ms={"total": 0.0})
             pipe.xadd(keys.detections_stream(camera), detections.encode(), maxlen=100, approximate=True)
         pipe.execute()
         seq += 1

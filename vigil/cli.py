@@ -55,9 +55,18 @@ def _command(
 
 
 def _service_command(
-    commands: Commands, name: str, help_text: str, handler: Handler
+    commands: Commands,
+    name: str,
+    help_text: str,
+    handler: Handler,
+    endpoint: Callable[[VigilConfig], EndpointConfig],
 ) -> argparse.ArgumentParser:
-    parser = _command(commands, name, help_text, handler, config=True)
+    """A service's command; its ``--check`` asks the config's ``endpoint`` if the service is ready."""
+
+    def run(args: argparse.Namespace) -> int:
+        return _check_ready(endpoint(_load(args))) if args.check else handler(args)
+
+    parser = _command(commands, name, help_text, run, config=True)
     parser.add_argument(
         "--check", action="store_true", help=f"health check: exit 0 if the local {name} service is ready"
     )
@@ -97,15 +106,13 @@ def _model_command(handler: Handler) -> Handler:
 
 def add_ingest(commands: Commands) -> None:
     parser = _service_command(commands, "ingest", "Read cameras and publish sampled frames to Redis streams.",
-                              cmd_ingest)  # fmt: skip
+                              cmd_ingest, lambda config: config.ingest)  # fmt: skip
     parser.add_argument("--burst", action="store_true", help="exit once every camera has finished")
     parser.add_argument("--max-frames", type=int, help="per camera: stop after publishing this many frames")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.check:
-        return _check_ready(config.ingest)
     from ingest.service import IngestService
     from shared.redis import connect
 
@@ -119,15 +126,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def add_detect(commands: Commands) -> None:
     parser = _service_command(
         commands, "detect", "Detect and track objects in the frames of the cameras this replica owns.",
-        _model_command(cmd_detect),
+        _model_command(cmd_detect), lambda config: config.detector,
     )  # fmt: skip
     parser.add_argument("--max-frames", type=int, help="exit after processing this many frames")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.check:
-        return _check_ready(config.detector)
     from detector.runner import DetectorRunner
     from detector.service import DetectorService
     from shared.redis import connect
@@ -150,14 +155,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def add_alerts(commands: Commands) -> None:
     _service_command(
         commands, "alerts", "Apply alert rules to detections; publish events over ZeroMQ and keep a history.",
-        cmd_alerts,
+        cmd_alerts, lambda config: config.alerts,
     )  # fmt: skip
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.check:
-        return _check_ready(config.alerts)
     from alerts.service import AlertService
     from shared.redis import connect
 
@@ -168,7 +171,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def add_sinks(commands: Commands) -> None:
     parser = _service_command(
         commands, "sinks", "Deliver recorded alert events to MQTT brokers and webhooks (docs/sinks.md).",
-        cmd_sinks,
+        cmd_sinks, lambda config: config.sinks,
     )  # fmt: skip
     parser.add_argument("--replay-dead", metavar="SINK",
                         help="deliver SINK's dead letters (a refused one is kept), then exit")  # fmt: skip
@@ -176,8 +179,6 @@ def add_sinks(commands: Commands) -> None:
 
 def cmd_sinks(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.check:
-        return _check_ready(config.sinks)
     from shared.redis import connect
 
     client = connect(config.redis)
@@ -192,7 +193,7 @@ def cmd_sinks(args: argparse.Namespace) -> int:
 def add_record(commands: Commands) -> None:
     parser = _service_command(
         commands, "record", "Cut an H.264 clip and a snapshot per alert, kept in the event store.",
-        cmd_record,
+        cmd_record, lambda config: config.record,
     )  # fmt: skip
     parser.add_argument("--upgrade-db", action="store_true",
                         help="migrate the event store's schema to this build's, then exit")  # fmt: skip
@@ -200,8 +201,6 @@ def add_record(commands: Commands) -> None:
 
 def cmd_record(args: argparse.Namespace) -> int:
     config = _load(args)
-    if args.check:
-        return _check_ready(config.record)
     from shared.eventstore.store import upgrade_schema
 
     if args.upgrade_db:
@@ -254,7 +253,8 @@ def _replay_dead(config: VigilConfig, name: str, client: Any) -> int:  # client:
 
 def add_web(commands: Commands) -> None:
     parser = _service_command(commands, "web", "The operator console: live camera grid, alerts with clips, "
-                              "review, a REST API (docs/web.md).", cmd_web)  # fmt: skip
+                              "review, a REST API (docs/web.md).", cmd_web,
+                              lambda config: config.web)  # fmt: skip
     parser.add_argument("--set-password", action="store_true",
                         help="ask for the console password, print its hash (web.password_hash)")  # fmt: skip
     parser.add_argument("--write", metavar="FILE", help="with --set-password: write the hash to FILE instead "
@@ -267,8 +267,6 @@ def cmd_web(args: argparse.Namespace) -> int:
     if args.set_password:
         return _set_password(args.write)
     config = _load(args)
-    if args.check:
-        return _check_ready(config.web)
     if args.add_token:
         from web.auth import add_token
 

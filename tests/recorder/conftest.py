@@ -17,7 +17,8 @@ from recorder.service import RecordService
 from shared import keys
 from shared.config import CameraConfig, RecordConfig, RetentionConfig
 from shared.eventstore import EventStore
-from shared.schemas import AlertEvent, Detection, Detections, Frame
+from shared.schemas import AlertEvent
+from tests.support.messages import jpeg_frame, pistol_detections
 
 FPS = 5.0
 WIDTH, HEIGHT = 640, 480
@@ -48,27 +49,10 @@ def publish_frames(
     pipe = client.pipeline(transaction=False)
     for i in range(count):
         seq, ts_ns = first_seq + i, start_ns + int(i * S / FPS)
-        frame = Frame(
-            camera=camera,
-            seq=seq,
-            ts_ns=ts_ns,
-            pts_ms=ts_ns // 1_000_000,
-            width=WIDTH,
-            height=HEIGHT,
-            codec="jpeg",
-            data=jpeg(picture(seq)),
-        )
+        frame = jpeg_frame(camera, seq, ts_ns, jpeg(picture(seq)), width=WIDTH, height=HEIGHT)
         pipe.xadd(keys.frames_stream(camera), frame.encode())
         if boxes:
-            message = Detections(
-                camera=camera,
-                seq=seq,
-                ts_ns=ts_ns,
-                width=WIDTH,
-                height=HEIGHT,
-                model="test",
-                objects=(Detection("pistol", 0, 0.9, BOX, track_id=7),),
-            )
+            message = pistol_detections(frame, BOX, track_id=7, model="test")
             pipe.xadd(keys.detections_stream(camera), message.encode())
     pipe.execute()
 

@@ -3,7 +3,6 @@ told to fail, events recorded in the real history."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import redis
 
 from alerts.history import AlertHistory
 from shared.schemas import AlertEvent
+from tests.support.messages import pistol_event
 from tests.support.mosquitto import MOSQUITTO, Mosquitto
 from tests.support.webhook_receiver import Receiver, Script
 
@@ -21,23 +21,13 @@ SECRET = "whsec-0123456789-do-not-log"
 def event(
     n: int, *, camera: str = "cam1", kind: str = "started", rule: str = "gun", snapshot: str | None = None
 ) -> AlertEvent:
-    first_seen_ns = 1_700_000_000_000_000_000 + n
-    return AlertEvent(
+    return pistol_event(
+        n,
         event_id=f"{camera}-{rule}-{n:04d}-{kind}",
-        kind=kind,  # type: ignore[arg-type]
-        rule=rule,
-        severity="critical",
+        first_seen_ns=1_700_000_000_000_000_000 + n,
         camera=camera,
-        label="pistol",
-        score=0.9,
-        box=(10.0, 20.0, 50.0, 80.0),
-        box_norm=(0.1, 0.1, 0.2, 0.3),
-        frame_width=640,
-        frame_height=480,
-        track_id=n,
-        first_seen_ns=first_seen_ns,
-        ts_ns=time.time_ns(),
-        seq=n,
+        kind=kind,
+        rule=rule,
         snapshot=snapshot,
     )
 
