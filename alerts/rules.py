@@ -34,7 +34,7 @@ from typing import Literal
 
 from alerts.events import alert_event, normalise_box
 from alerts.zones import Zone
-from shared.config import AlertRuleConfig
+from shared.config import AlertRuleConfig, AlertsConfig
 from shared.schemas import AlertEvent, Box, Detection, Detections
 
 SuppressReason = Literal["score", "zone", "verify", "persistence", "cooldown", "storm"]
@@ -122,6 +122,19 @@ class RuleEngine:
         self._on_suppressed = on_suppressed
         self._on_stale = on_stale
         self._cameras: dict[str, _CameraState] = {}
+
+    @classmethod
+    def from_config(
+        cls,
+        config: AlertsConfig,
+        zones: Mapping[str, Mapping[str, Zone]],
+        *,
+        on_suppressed: OnSuppressed | None = None,
+        on_stale: OnStale | None = None,
+    ) -> RuleEngine:
+        """The engine of an alerts service configured by ``config``: its rules and its storm limit."""
+        storm = StormLimit(max_started=config.storm_max_started, window_s=config.storm_window_s)
+        return cls(config.rules, zones, on_suppressed=on_suppressed, on_stale=on_stale, storm=storm)
 
     @property
     def tracked(self) -> int:
@@ -325,6 +338,20 @@ class RuleEngine:
     def _suppress(self, rule: AlertRuleConfig, obj: Detection, reason: SuppressReason) -> None:
         if self._on_suppressed is not None:
             self._on_suppressed(rule.name, obj.label, reason)
+
+
+def replay(engine: RuleEngine, messages: Iterable[Detections]) -> list[AlertEvent]:
+    """The events an alerts service that keeps up derives from ``messages`` (in stream order).
+
+    Caught up, the service sweeps on its own clock while it waits for the next entry
+    (``AlertService.work``), so a camera silent for ``end_after_s`` has its alerts ended before its
+    next frame is evaluated. Here each message is evaluated after a sweep at the time it was
+    published: its ``ts_ns`` plus its ``timings_ms["total"]`` (capture to published)."""
+    events: list[AlertEvent] = []
+    for message in messages:
+        events += engine.sweep(message.ts_ns + round(message.timings_ms.get("total", 0.0) * 1e6))
+        events += engine.process(message)
+    return events
 
 
 def _in_zone(rule: AlertRuleConfig, zones: tuple[Zone, ...], box_norm: Box) -> bool:

@@ -25,7 +25,7 @@ import redis
 from alerts.history import AlertHistory, entry_ms, history_since
 from alerts.metrics import AlertsMetrics
 from alerts.publisher import AlertPublisher
-from alerts.rules import RuleEngine, StormLimit
+from alerts.rules import RuleEngine
 from alerts.snapshots import SnapshotStore
 from alerts.zones import zones_by_camera
 from shared import keys
@@ -70,10 +70,9 @@ class AlertService(LeasedService):
         super().__init__(config, enabled, client=client, metrics=metrics or AlertsMetrics())
         self.config: AlertsConfig = config
         self.metrics: AlertsMetrics
-        self.engine = RuleEngine(
-            config.rules, zones_by_camera(cameras), on_suppressed=self.metrics.suppress,
+        self.engine = RuleEngine.from_config(
+            config, zones_by_camera(cameras), on_suppressed=self.metrics.suppress,
             on_stale=lambda camera: self.metrics.stale.labels(camera).inc(),
-            storm=StormLimit(max_started=config.storm_max_started, window_s=config.storm_window_s),
         )  # fmt: skip
         self._warmup_ms = int(warmup_s * 1000)
         self._max_skew_ns = int(config.max_clock_skew_s * 1e9)
