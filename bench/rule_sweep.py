@@ -1,6 +1,7 @@
 """Offline sweep of the alert rule: score, k-of-n persistence, end_after_s and cooldown_s.
 
-Each tuning clip (``sample``, ``small``; bench/alert_quality.py) plays ONCE through the real
+Each tuning clip (``sample`` and ``small``, with pistols, and ``one-by-one-1``, without: every alert
+there is false; bench/alert_quality.py) plays ONCE through the real
 services, as alert_quality plays it (its ``play``), and what the detector published (every
 Detections message, with the tracker's ids, and each frame's pts) is cached as JSON in
 alert_quality's cache folder, keyed by clip (and its bytes), weights sha256, engine, detector
@@ -15,6 +16,10 @@ alerts service's own :class:`~alerts.rules.RuleEngine` (``RuleEngine.from_config
 scored by alert_quality's ``score``. A replayed alert's latency is its frame's capture-to-published
 time (``timings_ms["total"]``); the alerts service and ZeroMQ add milliseconds to it. The shipped
 rule's replay is checked against the alerts the played run raised.
+
+Rows on the trade-off front (no other setting alerts as many appearances with as few false alerts,
+over all clips, and is better on one of the two, or equal on both and quicker at p50) come first,
+most alerted first; the others follow, most alerted, then fewest false alerts, then the quickest.
 
 ``vtest`` and ``one-by-one-2`` are test-only footage and are refused.
 
@@ -31,7 +36,7 @@ import itertools
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,7 +74,8 @@ class Played:
 
     name: str
     camera: CameraConfig
-    truth: Truth
+    truth: Truth | None
+    """None: no pistol in the clip (every alert is false)."""
     seconds: float
     run: Run
 
@@ -124,8 +130,6 @@ def played(name: str, runner: DetectorRunner, weights: Path, regions: RegionsCon
            max_side: int, refresh: bool) -> Played:  # fmt: skip
     """The clip's cached play, or a new one (then cached)."""
     path, truth = clip(name)
-    if truth is None:
-        raise ValueError(f"{name} has no ground truth")
     camera = CameraConfig(id=name, url=str(path), fps=fps, max_side=max_side)
     key: dict[str, object] = {
         "format": CACHE_FORMAT, "clip": name, "clip_sha256": file_sha256(path),
@@ -171,21 +175,38 @@ def check_replay(shipped: AlertRuleConfig, clip_run: Played) -> str:
 
 @dataclass(frozen=True)
 class Total:
-    """A setting's outcome over clips: appearances alerted, delays, false alerts."""
+    """A setting's outcome over clips: appearances alerted, delays, false alerts, seconds played."""
 
     appearances: int
     alerted: int
     delays_s: tuple[float, ...]
     false_alerts: int
+    seconds: float
 
     @classmethod
     def of(cls, scores: list[Score]) -> Total:
         return cls(sum(s.appearances for s in scores), sum(s.alerted for s in scores),
                    tuple(d for s in scores for d in s.delays_s),
-                   sum(s.false_alerts for s in scores))  # fmt: skip
+                   sum(s.false_alerts for s in scores), sum(s.seconds for s in scores))  # fmt: skip
+
+    @property
+    def p50(self) -> float:
+        value = percentile(list(self.delays_s), 50)
+        return math.inf if value is None else value
+
+    @property
+    def false_per_hour(self) -> float:
+        return self.false_alerts * 3600 / self.seconds if self.seconds else 0.0
+
+    def dominates(self, other: Total) -> bool:
+        """At least as many alerted and as few false alerts, better on one; or equal on both, quicker."""
+        if (self.alerted, self.false_alerts) == (other.alerted, other.false_alerts):
+            return self.p50 < other.p50
+        return self.alerted >= other.alerted and self.false_alerts <= other.false_alerts
 
     def as_dict(self) -> dict[str, object]:
         return {"appearances": self.appearances, "alerted": self.alerted, "false_alerts": self.false_alerts,
+                "seconds": self.seconds, "false_alerts_per_hour": self.false_per_hour,
                 "delay_p50_s": percentile(list(self.delays_s), 50),
                 "delay_p95_s": percentile(list(self.delays_s), 95)}  # fmt: skip
 
@@ -195,7 +216,9 @@ class Total:
             return "–" if value is None else f"{value:.2f}"
 
         share = f" ({100 * self.alerted / self.appearances:.0f}%)" if self.appearances else ""
-        return f"{self.alerted}/{self.appearances}{share} | {delay(50)} | {delay(95)} | {self.false_alerts}"
+        alerted = f"{self.alerted}/{self.appearances}{share}" if self.appearances else "–"
+        false = f"{self.false_alerts} ({self.false_per_hour:.0f}/h)"
+        return f"{alerted} | {delay(50)} | {delay(95)} | {false}"
 
 
 @dataclass(frozen=True)
@@ -204,11 +227,12 @@ class Row:
     shipped: bool
     clips: dict[str, Total]
     combined: Total
+    front: bool = False
+    """No other row's combined outcome dominates this one's."""
 
-    def order(self) -> tuple[int, int, float]:
-        """Most appearances alerted, then fewest false alerts, then the quickest (p50)."""
-        p50 = percentile(list(self.combined.delays_s), 50)
-        return -self.combined.alerted, self.combined.false_alerts, math.inf if p50 is None else p50
+    def order(self) -> tuple[bool, int, int, float]:
+        """The front first; then most appearances alerted, fewest false alerts, the quickest (p50)."""
+        return not self.front, -self.combined.alerted, self.combined.false_alerts, self.combined.p50
 
     def setting(self) -> str:
         r = self.rule
@@ -219,6 +243,7 @@ class Row:
         r = self.rule
         return {"min_score": r.min_score, "persistence_k": r.persistence_k, "persistence_n": r.persistence_n,
                 "end_after_s": r.end_after_s, "cooldown_s": r.cooldown_s, "shipped": self.shipped,
+                "front": self.front,
                 "clips": {name: total.as_dict() for name, total in self.clips.items()},
                 "combined": self.combined.as_dict()}  # fmt: skip
 
@@ -240,19 +265,32 @@ def sweep(rules: list[AlertRuleConfig], shipped: AlertRuleConfig, runs: list[Pla
         scores = [score_rule(rule, clip_run) for clip_run in runs]
         totals = {s.clip: Total.of([s]) for s in scores}
         rows.append(Row(rule, rule == shipped, totals, Total.of(scores)))
+    rows = [replace(row, front=not any(other.combined.dominates(row.combined) for other in rows))
+            for row in rows]  # fmt: skip
     return sorted(rows, key=Row.order)
 
 
 def table(rows: list[Row], clips: list[str]) -> list[str]:
     groups = [*clips, "all"]
     header = "| | min_score | k of n | end_after_s | cooldown_s | " + " | ".join(
-        f"{name} alerted | p50 s | p95 s | false" for name in groups
+        f"{name} alerted | p50 s | p95 s | false (/h)" for name in groups
     ) + " |"  # fmt: skip
     lines = [header, "|" + "---|" * (5 + 4 * len(groups))]
     for row in rows:
         cells = " | ".join(row.clips[name].cells() for name in clips) + " | " + row.combined.cells()
-        lines.append(f"| {'shipped' if row.shipped else ''} | {row.setting()} | {cells} |")
+        marks = ", ".join(mark for mark, on in (("front", row.front), ("shipped", row.shipped)) if on)
+        lines.append(f"| {marks} | {row.setting()} | {cells} |")
     return lines
+
+
+def front_lines(rows: list[Row]) -> list[str]:
+    """One line per outcome on the front: how many settings give it, and the first of them."""
+    outcomes: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.front:
+            outcomes.setdefault(row.combined.cells(), []).append(row)
+    return [f"front: {cells} ({len(same)} settings, first: {same[0].setting()})"
+            for cells, same in outcomes.items()]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -309,10 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         print(check_replay(shipped, clip_run))
     rows = sweep(grid(shipped, args), shipped, runs)
     print("\n".join(table(rows, names)))
-    best = rows[0]
-    print(f"best: min_score {best.rule.min_score:g}, {best.rule.persistence_k} of {best.rule.persistence_n}, "
-          f"end_after_s {best.rule.end_after_s:g}, cooldown_s {best.rule.cooldown_s:g}: "
-          f"{best.combined.cells()}")  # fmt: skip
+    print("\n".join(front_lines(rows)))
     if args.json:
         doc = {"cpu": cpu, "weights": str(weights), "weights_sha256": file_sha256(weights),
                "engine": runner.engine, "clips": names, "rows": [row.as_dict() for row in rows]}  # fmt: skip

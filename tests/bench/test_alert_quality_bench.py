@@ -1,11 +1,16 @@
 """``bench/alert_quality.py``'s scoring on hand-made runs: which appearances an alert covers, how
-late, what is a false alert, and frame-level box recall and precision."""
+late, what is a false alert, and frame-level box recall and precision; its clips cut from one-by-one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import numpy as np
 import pytest
 
-from bench.alert_quality import Appearance, Run, Truth, score
+from bench.alert_quality import CLIP_NAMES, CUTS, TEST_ONLY, Appearance, Run, Truth, cut, score
+from bench.clips import BACKGROUND
 from shared.schemas import AlertEvent, Detection, Detections
 
 PISTOL = (100.0, 100.0, 140.0, 140.0)
@@ -59,3 +64,27 @@ def test_box_recall_and_precision_count_detections_at_the_rules_score() -> None:
 def test_on_footage_without_pistols_every_alert_is_false() -> None:
     result = score("vtest", Run([(started(5, HALF), 0.1)], {5: 500}, []), None, 80.0, 5, 0.6)
     assert (result.appearances, result.alerted, result.false_alerts) == (0, 0, 1)
+
+
+def test_one_by_one_is_cut_into_a_tuning_half_and_a_test_only_half() -> None:
+    assert (CUTS["one-by-one-1"], CUTS["one-by-one-2"]) == (range(0, 697), range(697, 1394))
+    assert set(TEST_ONLY) == {"vtest", "one-by-one-2"} and "one-by-one-1" in CLIP_NAMES
+
+
+def frames_of(path: Path, stop: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < stop and (read := capture.read())[0]:
+        frames.append(read[1].astype(np.float32))
+    capture.release()
+    return frames
+
+
+@pytest.mark.skipif(not BACKGROUND.is_file(), reason="shared/data is not checked out")
+def test_a_cut_holds_exactly_the_frames_of_its_range(tmp_path: Path) -> None:
+    """The last three frames of the tuning half: each cut frame is nearest its source frame."""
+    got = frames_of(cut(BACKGROUND, range(694, 697), tmp_path / "cut.mp4"), 10)
+    source = frames_of(BACKGROUND, 700)
+    assert len(got) == 3
+    nearest = [690 + int(np.argmin([np.abs(frame - s).mean() for s in source[690:700]])) for frame in got]
+    assert nearest == [694, 695, 696]

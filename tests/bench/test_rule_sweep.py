@@ -1,5 +1,6 @@
 """``bench/rule_sweep.py``: a replay of cached detections through the alerts service's rules engine
-gives the service's ``started`` events, the cache round-trips, and test-only clips are refused."""
+gives the service's ``started`` events, the cache round-trips, the sweep puts the settings that trade
+alerted appearances against false alerts first, and test-only clips are refused."""
 
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ import redis
 from alerts.rules import RuleEngine, replay
 from alerts.service import AlertService
 from alerts.zones import zones_by_camera
-from bench.alert_quality import Run, Truth
-from bench.rule_sweep import Played, load_run, main, save_run, started_events
+from bench.alert_quality import Appearance, Run, Truth
+from bench.rule_sweep import (
+    TUNING,
+    Played,
+    front_lines,
+    load_run,
+    main,
+    save_run,
+    started_events,
+    sweep,
+    table,
+)
 from shared import keys
 from shared.config import AlertRuleConfig, CameraConfig
 from shared.schemas import AlertEvent, Detections
@@ -25,9 +36,9 @@ RULE = AlertRuleConfig(name="gun", labels=("pistol",), min_score=0.6, persistenc
 CAMERA = CameraConfig(id="cam", url="clip.mp4")
 
 
-def clip_of(messages: list[Detections]) -> Played:
+def clip_of(messages: list[Detections], truth: Truth | None = None, name: str = "cam") -> Played:
     run = Run([], {m.seq: 100 * m.seq for m in messages}, messages)
-    return Played("cam", CAMERA, Truth(640, 480, 10, {}, []), 1.0, run)
+    return Played(name, CAMERA, truth or Truth(640, 480, 10, {}, []), 1.0, run)
 
 
 def hits_at(*seqs: int) -> list[Detections]:
@@ -98,3 +109,23 @@ def test_test_only_clips_are_refused(clips: str, capsys: pytest.CaptureFixture[s
         main(["--clips", clips])
     assert exited.value.code == 2
     assert "test-only" in capsys.readouterr().err
+
+
+def test_the_tuning_clips_are_the_gun_clips_and_the_tuning_half_of_one_by_one() -> None:
+    assert TUNING == ("sample", "small", "one-by-one-1")
+
+
+def test_the_sweep_puts_the_front_of_alerted_against_false_alerts_first() -> None:
+    """Track 1 is a pistol in 2 frames of the gun clip, and a false box in 2 frames of the no-gun clip:
+    1 of 3 alerts on both, 3 of 5 on neither, 2 of 5 on both but later than 1 of 3 (dominated)."""
+    pistol = Truth(640, 480, 10, {seq: [(0.0, 100.0, 40.0, 160.0)] for seq in range(10)}, [Appearance(0, 9)])
+    runs = [clip_of(hits_at(1, 3), pistol), clip_of(hits_at(2, 5), None, "no-gun")]
+    rules = [RULE.model_copy(update={"persistence_k": k}) for k in (2, 3, 1)]
+    rows = sweep(rules, RULE, runs)
+    assert [(r.rule.persistence_k, r.front, r.combined.alerted, r.combined.false_alerts) for r in rows] == [
+        (1, True, 1, 1), (3, True, 0, 0), (2, False, 1, 1)
+    ]
+    first = table(rows, ["cam", "no-gun"])[2]
+    assert first.startswith("| front | 0.60 | 1 of 5 |")
+    assert "| – | – | – | 1 (3600/h) |" in first, "no appearances on the no-gun clip, 1 false alert in 1 s"
+    assert [line.split(" (")[0] for line in front_lines(rows)] == ["front: 1/1", "front: 0/1"]
