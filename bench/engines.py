@@ -31,6 +31,11 @@ per-repeat ratios, so both figures of a ratio come from the same minute):
     .venv/bin/python bench/engines.py --sizes 384 --batches 1 --repeats 2   # a quick look
     .venv/bin/python bench/engines.py --profile --sizes 384   # where the INT8 models spend their time
 
+``--versus WEIGHTS`` replaces the table by the per-camera cost of a change of model: the shipped
+detector as the service runs it (default engine, 16:9, its own input size) against ``WEIGHTS`` in
+eager PyTorch at its own input size (``--versus detector/weights/pistol-yolo-lite0.pt``: today's
+model against the previous default as it used to run).
+
 ``--profile`` replaces the table by OpenVINO's per-layer counters for the OpenVINO INT8 model of
 each family, one image of each shape and size: ms by part of the network and by kind of layer
 (depthwise convolutions, the other convolutions, the rest), so a ratio that misses a goal can be
@@ -299,6 +304,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": args.repeats, "rows": rows}  # fmt: skip
 
 
+def versus(args: argparse.Namespace) -> dict[str, Any]:
+    """Per camera: the shipped detector as served (default engine, 16:9 letterbox, the checkpoint's
+    own input size) against ``--versus`` (another checkpoint, e.g. the previous default) in eager
+    PyTorch at its own input size, interleaved, each batch size."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    frames = [crop_16_9(frame) for frame in load_frames(args.source)]
+    logging.disable(logging.WARNING)
+    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    detectors: dict[str, Any] = {}
+    for weights, (engine, precision) in ((DEFAULT_WEIGHTS, DEFAULT_ENGINE), (args.versus, ("torch", "fp32"))):
+        choice = EngineChoice(weights, engine=engine, precision=precision, device="cpu",
+                              cache_dir=folder / "cache", rect=True)  # fmt: skip
+        model = build_detector(choice).model
+        name = f"{weights.stem} {engine}-{precision} {model.input_size}"
+        detectors[name] = TorchDetector(weights.stem, model)
+    shipped, other = detectors
+    rows: list[dict[str, Any]] = []
+    for batch in args.batches:
+        samples: dict[str, list[float]] = {name: [] for name in detectors}
+        for detector in detectors.values():
+            ms_per_frame(detector, frames[:batch], batch)
+        for _, name in interleaved(list(detectors), args.repeats):
+            samples[name].append(ms_per_frame(detectors[name], frames, batch))
+        cells = "  ".join(f"{name} {statistics.median(values):.1f}" for name, values in samples.items())
+        print(f"  16:9 batch {batch}: ms/frame  {cells};  fps {shipped} / {other}: "
+              f"{_x(ratio(samples, other, shipped))}")  # fmt: skip
+        rows.append({"batch": batch, "samples": samples})
+    return {"cpu": describe_cpu(), "versus": rows}
+
+
 def ratio(samples: dict[str, list[float]], base: str, other: str) -> float | None:
     """Median over repeats of base ms / other ms: other's fps / base's fps."""
     if base not in samples or other not in samples:
@@ -335,6 +370,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", type=Path, default=SOURCE, help="video or folder of frames")
     parser.add_argument("--no-yolo11", action="store_true", help="leave Ultralytics' YOLO11n out")
     parser.add_argument("--profile", action="store_true", help="per-layer split of the INT8 models instead")
+    parser.add_argument("--versus", type=Path, help="instead: the shipped detector as served against this "
+                        "checkpoint in eager PyTorch, each at its own input size (per-camera cost)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
@@ -343,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores; torch {torch.__version__}, OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY')}, allocator glibc (keeps its memory)")  # fmt: skip
-    report = profile(args) if args.profile else run(args)
+    report = profile(args) if args.profile else versus(args) if args.versus else run(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -30,7 +30,7 @@ from shared.imaging import decode_bgr, shrink
 from shared.schemas import Detection, Frame
 
 log = logging.getLogger(__name__)
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "pistol-yolo-lite0.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "pistol-yolo-lite1.pt"
 
 
 class FrameModel(Protocol):

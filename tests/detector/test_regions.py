@@ -24,9 +24,9 @@ from tests.support.services import running, wait_for
 SIDE = 384
 FRAME = (1280, 720)
 PISTOL_AT = (1000, 200)
-PISTOL_SIDE = 56
-"""The pasted crop's long side: the pistol itself is about 32×38 px, 1/3 of that once the
-whole 1280×720 frame is shrunk to the model's 384."""
+PISTOL_SIDE = 32
+"""The pasted crop's long side: the pistol itself is about 18×21 px, 7×8 px once the whole
+1280×720 frame is shrunk to the shipped model's 512 (which finds it whole from a 40 px crop on)."""
 
 
 def plan(tracks: tuple[Box, ...] = (), motion: tuple[Box, ...] = (), **overrides: object) -> list:
@@ -104,7 +104,7 @@ def test_a_small_pistol_missed_by_the_whole_frame_is_found_in_a_crop_around_its_
     frame = noisy_frame("cam", 0, image, ts_ns=0)
     decoded = shipped.decode(frame)
     whole, _seconds = shipped.detect([decoded])
-    assert not pistols(whole[0], truth), "the whole frame shrinks it to about 12 px"
+    assert not pistols(whole[0], truth), "the whole frame shrinks it to about 7 px"
     regions = RegionRunner(shipped, RegionsConfig(enabled=True))
     plans = [regions.plan(frame, **{"tracks" if around == "track" else "motion": (pasted,)})]
     assert len(plans[0]) == 1

@@ -56,9 +56,9 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
 ) -> None:
     image, truth = clip_frame
     decoded = runner.decode(_frame(image, codec))
-    assert runner.input_size == 384
-    assert decoded.image.shape == (3, 288, 384) and decoded.image.dtype == np.uint8
-    assert decoded.scale == pytest.approx(640 / 384)
+    side = runner.input_size  # the shipped checkpoint's
+    assert decoded.image.shape == (3, side * 3 // 4, side) and decoded.image.dtype == np.uint8
+    assert decoded.scale == pytest.approx(640 / side)
 
     (found,), _seconds = runner.detect([decoded])
     boxes = np.array([d.box for d in found])
@@ -72,8 +72,9 @@ def test_frames_are_decoded_at_the_model_scale_and_boxes_return_to_frame_pixels(
 def test_large_jpegs_are_decoded_reduced_then_shrunk(runner: DetectorRunner) -> None:
     image = np.full((1080, 1920, 3), 90, np.uint8)
     decoded = runner.decode(_frame(image, "jpeg"))
-    assert decoded.image.shape == (3, 216, 384)
-    assert decoded.scale == pytest.approx(5.0)
+    side = runner.input_size
+    assert decoded.image.shape == (3, side * 9 // 16, side)
+    assert decoded.scale == pytest.approx(1920 / side)
 
 
 def test_corrupt_data_raises_decode_error(runner: DetectorRunner) -> None:
@@ -123,6 +124,8 @@ def test_the_device_path_decodes_every_jpeg_of_a_batch_in_one_call(
     )
     assert [item.scale for item in decoded] == [1.0, 1.0]
     cpu = runner.decode(frames[0]).image.float()
-    shrunk = torch.nn.functional.interpolate(decoded[0].image[None].float(), size=(288, 384), mode="bilinear",
-                                             align_corners=False)[0]  # as shared.imaging.shrink, under 2x
+    side = runner.input_size
+    shrunk = torch.nn.functional.interpolate(
+        decoded[0].image[None].float(), size=(side * 3 // 4, side), mode="bilinear", align_corners=False
+    )[0]  # as shared.imaging.shrink, under 2x
     assert (shrunk - cpu).abs().mean() < 2.0, "the same picture as OpenCV's decode"
