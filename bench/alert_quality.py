@@ -313,10 +313,8 @@ def clip_seconds(path: Path) -> float:
     return frames / fps
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_play_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the clips play: the detector's engine and weights, regions, the camera's size and rate."""
     parser.add_argument(
         "--engine", default="auto", help="detector.engine (auto, torch, openvino, onnxruntime)"
     )
@@ -326,10 +324,17 @@ def main(argv: list[str] | None = None) -> int:
         help="cameras[].max_side: ingest's resize of the longer side (default: the shipped default)",
     )  # fmt: skip
     parser.add_argument("--fps", type=float, default=5.0, help="cameras[].fps")
+    parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped pistol detector)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_play_arguments(parser)
     parser.add_argument(
         "--clips", default=",".join(CLIP_NAMES), help=f"comma-separated of {', '.join(CLIP_NAMES)}"
     )
-    parser.add_argument("--weights", help="checkpoint (default: the shipped pistol detector)")
     args = parser.parse_args(argv)
     names = [n for n in args.clips.split(",") if n]
     unknown = set(names) - set(CLIP_NAMES)

@@ -7,7 +7,7 @@ per-repeat ratios, so both figures of a ratio come from the same minute):
 
 * Input: 8 frames evenly spaced through ``vtest.avi`` (768×576 CCTV, no-gun test footage: used
   here for speed only), cropped to 16:9 (768×432), BGR ``uint8`` as decoded.
-* ``vigil``: the shipped pistol detector (``yolo_lite0``, trained at 384 px) at each size, through
+* ``vigil``: the shipped pistol detector (``yolo_lite1``, served at 512 px) at each size, through
   :func:`detector.engines.build.build_detector`, the service's own path: torch (eager, batched as
   the service batches), onnxruntime fp32, openvino fp32 and openvino int8. The int8 rows use the
   gated INT8 model when ``vigil quantize`` made one for the checkpoint (``--int8-from``, default the
@@ -272,6 +272,19 @@ def ms_per_frame(detector: Any, frames: list[np.ndarray], batch: int) -> float:
     return 1000 * (time.perf_counter() - started) / len(frames)
 
 
+def measure(
+    detectors: dict[str, Any], frames: list[np.ndarray], batch: int, repeats: int
+) -> dict[str, list[float]]:
+    """ms per frame of each detector, ``repeats`` times, interleaved round-robin, after one warm-up
+    pass each (compilation per shape, first allocations)."""
+    samples: dict[str, list[float]] = {name: [] for name in detectors}
+    for detector in detectors.values():
+        ms_per_frame(detector, frames[:batch], batch)
+    for _, name in interleaved(list(detectors), repeats):
+        samples[name].append(ms_per_frame(detectors[name], frames, batch))
+    return samples
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(os.cpu_count() or 1)
     frames = [crop_16_9(frame) for frame in load_frames(args.source)]
@@ -293,11 +306,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         detectors[f"{family} {engine}-{precision}"] = TorchDetector(family, model)
                 if ssd_net is not None:
                     detectors["ssd cv2.dnn-fp32"] = SSDDetector(ssd_net, size)
-                samples: dict[str, list[float]] = {name: [] for name in detectors}
-                for detector in detectors.values():  # warm-up: compilation per shape, first allocations
-                    ms_per_frame(detector, frames[:batch], batch)
-                for _, name in interleaved(list(detectors), args.repeats):
-                    samples[name].append(ms_per_frame(detectors[name], frames, batch))
+                samples = measure(detectors, frames, batch, args.repeats)
                 rows.append({"shape": shape, "size": size, "batch": batch, "samples": samples})
                 print_row(rows[-1])
     return {"cpu": describe_cpu(), "frames": f"{len(frames)} × {frames[0].shape[1]}×{frames[0].shape[0]}",
@@ -322,11 +331,7 @@ def versus(args: argparse.Namespace) -> dict[str, Any]:
     shipped, other = detectors
     rows: list[dict[str, Any]] = []
     for batch in args.batches:
-        samples: dict[str, list[float]] = {name: [] for name in detectors}
-        for detector in detectors.values():
-            ms_per_frame(detector, frames[:batch], batch)
-        for _, name in interleaved(list(detectors), args.repeats):
-            samples[name].append(ms_per_frame(detectors[name], frames, batch))
+        samples = measure(detectors, frames, batch, args.repeats)
         cells = "  ".join(f"{name} {statistics.median(values):.1f}" for name, values in samples.items())
         print(f"  16:9 batch {batch}: ms/frame  {cells};  fps {shipped} / {other}: "
               f"{_x(ratio(samples, other, shipped))}")  # fmt: skip

@@ -50,6 +50,7 @@ from bench.alert_quality import (
     Run,
     Score,
     Truth,
+    add_play_arguments,
     cache_dir,
     clip,
     clip_seconds,
@@ -126,14 +127,14 @@ def check_floor(name: str, run: Run) -> None:
         raise SystemExit(f"{name}: a detection at {min(scores)} is under the floor {DEMO_SCORE_THRESH}")
 
 
-def played(name: str, runner: DetectorRunner, weights: Path, regions: RegionsConfig, *, fps: float,
+def played(name: str, runner: DetectorRunner, weights_sha256: str, regions: RegionsConfig, *, fps: float,
            max_side: int, refresh: bool) -> Played:  # fmt: skip
-    """The clip's cached play, or a new one (then cached)."""
+    """The clip's cached play, or a new one (then cached); ``weights_sha256``: the runner's checkpoint's."""
     path, truth = clip(name)
     camera = CameraConfig(id=name, url=str(path), fps=fps, max_side=max_side)
     key: dict[str, object] = {
         "format": CACHE_FORMAT, "clip": name, "clip_sha256": file_sha256(path),
-        "weights_sha256": file_sha256(weights), "engine": runner.engine, "score_thresh": DEMO_SCORE_THRESH,
+        "weights_sha256": weights_sha256, "engine": runner.engine, "score_thresh": DEMO_SCORE_THRESH,
         "max_side": camera.max_side, "fps": camera.fps, "regions": regions.enabled,
     }  # fmt: skip
     cached = cache_path(key)
@@ -316,14 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cooldown", type=floats, default=[10.0, 30.0], help="cooldown_s values")
     parser.add_argument("--refresh", action="store_true", help="play the clips again (else the cached play)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument(
-        "--engine", default="auto", help="detector.engine (auto, torch, openvino, onnxruntime)"
-    )
-    parser.add_argument("--regions", choices=("on", "off"), default="off", help="detector.regions.enabled")
-    parser.add_argument("--max-side", type=int, default=CameraConfig.model_fields["max_side"].default,
-                        help="cameras[].max_side (default: the shipped default)")  # fmt: skip
-    parser.add_argument("--fps", type=float, default=5.0, help="cameras[].fps")
-    parser.add_argument("--weights", type=Path, help="checkpoint (default: the shipped pistol detector)")
+    add_play_arguments(parser)
     args = parser.parse_args(argv)
     names = [n for n in args.clips.split(",") if n]
     if test_only := set(names) & set(TEST_ONLY):
@@ -338,18 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     regions = RegionsConfig(enabled=args.regions == "on")
     cpu = describe_cpu()
     print(cpu)
-    print(f"weights {weights} (sha256 {file_sha256(weights)[:12]}), engine {runner.engine}, input "
+    weights_sha256 = file_sha256(weights)
+    print(f"weights {weights} (sha256 {weights_sha256[:12]}), engine {runner.engine}, input "
           f"{runner.input_size}; max_side {args.max_side}, {args.fps:g} fps, regions {args.regions}, "
           f"detector score floor {DEMO_SCORE_THRESH}")  # fmt: skip
-    runs = [played(name, runner, weights, regions, fps=args.fps, max_side=args.max_side, refresh=args.refresh)
-            for name in names]  # fmt: skip
+    runs = [played(name, runner, weights_sha256, regions, fps=args.fps, max_side=args.max_side,
+                   refresh=args.refresh) for name in names]  # fmt: skip
     for clip_run in runs:
         print(check_replay(shipped, clip_run))
     rows = sweep(grid(shipped, args), shipped, runs)
     print("\n".join(table(rows, names)))
     print("\n".join(front_lines(rows)))
     if args.json:
-        doc = {"cpu": cpu, "weights": str(weights), "weights_sha256": file_sha256(weights),
+        doc = {"cpu": cpu, "weights": str(weights), "weights_sha256": weights_sha256,
                "engine": runner.engine, "clips": names, "rows": [row.as_dict() for row in rows]}  # fmt: skip
         args.json.write_text(json.dumps(doc, indent=1))
     return 0
