@@ -77,7 +77,7 @@ from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
 from detector.engines.openvino_engine import LayerTime, OpenVINOEngine  # noqa: E402
 from detector.engines.serving import EngineChoice  # noqa: E402
-from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry, chw  # noqa: E402
+from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry, Normalisation, chw  # noqa: E402
 from detector.runner import DEFAULT_WEIGHTS  # noqa: E402
 
 SIZES = (320, 416, 640)
@@ -96,16 +96,19 @@ SCORE_THRESH = 0.25
 
 
 class TorchDense(OneAtATime):
-    """An eager dense network as an engine: the whole batch at once, as the service batches."""
+    """An eager dense network as an engine: the whole batch at once, as the service batches,
+    normalised in numpy as ONNX Runtime's input is."""
 
     name, precision, batched = "torch", "fp32", True
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, normalisation: Normalisation) -> None:
         self.module = module.eval().to(memory_format=torch.channels_last)
+        self.normalisation = normalisation
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        inputs = torch.from_numpy(self.normalisation(batch)).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            scores, boxes = self.module(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last))
+            scores, boxes = self.module(inputs)
         return scores.numpy(), boxes.numpy()
 
 
@@ -144,8 +147,9 @@ def export_dense(module: nn.Module, folder: Path, engine: str) -> Path:
     return xml
 
 
-def quantized(xml: Path, calibration: list[np.ndarray]) -> OpenVINOEngine:
-    """The OpenVINO model in ``xml`` quantized to INT8 on ``calibration`` (speed only: no gate)."""
+def quantized(xml: Path, calibration: list[np.ndarray], normalisation: Normalisation) -> OpenVINOEngine:
+    """The OpenVINO model in ``xml`` quantized to INT8 on ``calibration`` (its normalised input; speed
+    only: no gate)."""
     import nncf
     import openvino
 
@@ -153,13 +157,14 @@ def quantized(xml: Path, calibration: list[np.ndarray]) -> OpenVINOEngine:
                           subset_size=len(calibration))  # fmt: skip
     out = xml.with_name(f"{xml.stem}-int8.xml")
     openvino.save_model(model, str(out), compress_to_fp16=False)
-    return OpenVINOEngine(out, precision="int8")
+    return OpenVINOEngine(out, precision="int8", normalisation=normalisation)
 
 
 def calibration_batches(letterbox: Letterbox) -> list[np.ndarray]:
     from detector.engines.quantize import calibration_images
 
-    return [letterbox([image.numpy()])[0] for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
+    return [letterbox.normalisation(letterbox([image.numpy()])[0])
+            for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
 
 
 def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
@@ -175,7 +180,7 @@ def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
                   "images, for speed only")  # fmt: skip
             fp32 = build_detector(EngineChoice(**{**choice.__dict__, "precision": "fp32"})).model
             xml = next((folder / "cache").glob("*-openvino-*-fp32/model.xml"))
-            int8 = quantized(xml, calibration_batches(fp32.letterbox))
+            int8 = quantized(xml, calibration_batches(fp32.letterbox), fp32.letterbox.normalisation)
             models[engine, precision] = CompiledYOLO(CompiledDetector(
                 int8, fp32.letterbox, class_names=fp32.class_names, decode=fp32.decode_config
             ))  # fmt: skip
@@ -186,15 +191,15 @@ def yolo11_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
     dense = YOLO11Dense()
     letterbox = Letterbox(LetterboxGeometry(384, rect=rect, stride=32))
     decode = DecodeConfig(score_thresh=SCORE_THRESH)
-    calibration = calibration_batches(letterbox)
+    calibration, normalisation = calibration_batches(letterbox), letterbox.normalisation
     xml = export_dense(dense, folder, "openvino")
     engines = {
-        ("torch", "fp32"): TorchDense(dense),
+        ("torch", "fp32"): TorchDense(dense, normalisation),
         ("onnxruntime", "fp32"): ONNXRuntimeEngine(
-            export_dense(dense, folder, "onnxruntime"), precision="fp32"
+            export_dense(dense, folder, "onnxruntime"), precision="fp32", normalisation=normalisation
         ),
-        ("openvino", "fp32"): OpenVINOEngine(xml, precision="fp32"),
-        ("openvino", "int8"): quantized(xml, calibration),
+        ("openvino", "fp32"): OpenVINOEngine(xml, precision="fp32", normalisation=normalisation),
+        ("openvino", "int8"): quantized(xml, calibration, normalisation),
     }
     return {key: CompiledYOLO(CompiledDetector(engine, letterbox, class_names=("pistol",), decode=decode))
             for key, engine in engines.items()}  # fmt: skip

@@ -164,7 +164,7 @@ def _compiled(
     if precision in ("int8", "auto"):
         int8 = cache.find(EntryKey(sha, engine, version, "int8")) if engine == "openvino" else None
         if int8 is not None:
-            loaded = load_engine(engine, int8.path(MODEL_FILES[engine]), "int8", choice.threads)
+            loaded = load_engine(engine, int8.path(MODEL_FILES[engine]), "int8", spec, choice.threads)
             return _wrap(model, loaded), "int8"
         if precision == "int8":
             problem = (f"no gated INT8 model for this checkpoint ({sha[:12]}, {engine} {version}); make "
@@ -178,11 +178,11 @@ def _compiled(
     try:
         if "serving" not in entry.manifest:  # an older export: no serving facts
             raise ModelLoadError("the entry has no serving spec")
-        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", choice.threads)
+        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", spec, choice.threads)
     except ModelLoadError as error:  # sound files the engine will not load: export once more
         log.warning("engine cache: %s will not load (%s); exporting it again", entry.folder, error)
         entry = cache.store(key, export)
-        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", choice.threads)
+        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), "fp32", spec, choice.threads)
     return _wrap(model, loaded), "fp32"
 
 

@@ -1,10 +1,11 @@
 """A YOLO checkpoint run by a compiled engine, in numpy: letterbox → engine → the shared decode.
 
-The engine runs only the dense network (letterboxed, normalised batch → scores and boxes for every
-anchor point, as :class:`detector.export.DenseYOLO` exports it). The letterbox before and the decode
-and NMS after are ``detector/postprocess.py``, the post-processing every engine shares. What
-serving needs besides the model files (:class:`ServingSpec`) is kept in the cache entry's manifest,
-so the detector service loads a compiled model without the checkpoint, and without torch.
+The engine runs only the dense network (letterboxed pixels, normalised by the engine → scores and
+boxes for every anchor point, as :class:`detector.export.DenseYOLO` exports it). The letterbox
+before and the decode and NMS after are ``detector/postprocess.py``, the post-processing every
+engine shares. What serving needs besides the model files (:class:`ServingSpec`) is kept in the
+cache entry's manifest, so the detector service loads a compiled model without the checkpoint, and
+without torch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from detector.postprocess import (
 
 
 class DenseEngine(Protocol):
-    """A compiled dense network: ``(N, 3, H, W)`` float32 → scores ``(N, A, C)``, boxes ``(N, A, 4)``."""
+    """A compiled dense network: the letterbox's ``(N, H, W, 3)`` ``uint8`` RGB pixels → scores
+    ``(N, A, C)``, boxes ``(N, A, 4)``; the engine applies the network's input normalisation."""
 
     name: str
     """``openvino`` or ``onnxruntime``."""

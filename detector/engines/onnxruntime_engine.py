@@ -1,4 +1,5 @@
-"""The dense network in ONNX Runtime (CPU execution provider; dynamic batch, height and width)."""
+"""The dense network in ONNX Runtime (CPU execution provider; dynamic batch, height and width), on the
+letterbox's ``uint8`` pixels normalised in numpy (:class:`~detector.postprocess.Normalisation`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from detector.engines.compiled import OneAtATime
 from detector.models.errors import ModelLoadError
+from detector.postprocess import Normalisation
 
 
 def version() -> str:
@@ -20,10 +22,11 @@ class ONNXRuntimeEngine(OneAtATime):
     name = "onnxruntime"
     batched = False
 
-    def __init__(self, onnx: str | Path, *, precision: str, threads: int | None = None) -> None:
+    def __init__(self, onnx: str | Path, *, precision: str, normalisation: Normalisation,
+                 threads: int | None = None) -> None:  # fmt: skip
         import onnxruntime
 
-        self.precision = precision
+        self.precision, self.normalisation = precision, normalisation
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
@@ -40,5 +43,5 @@ class ONNXRuntimeEngine(OneAtATime):
         self._input = self._session.get_inputs()[0].name
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores, boxes = self._session.run(["scores", "boxes"], {self._input: batch})
+        scores, boxes = self._session.run(["scores", "boxes"], {self._input: self.normalisation(batch)})
         return scores, boxes

@@ -103,7 +103,7 @@ def quantize(
     fp32_entry = cache.find(EntryKey(fp32.checkpoint_sha256, "openvino", version, "fp32"))
     assert fp32_entry is not None  # build_detector just made or checked it
     images = calibration_images(spec.splits["train"], calibration)
-    batches = [model.letterbox([image.numpy()])[0] for image in images]
+    batches = [model.letterbox.normalisation(model.letterbox([image.numpy()])[0]) for image in images]
     core = openvino.Core()
     quantized = nncf.quantize(
         core.read_model(str(fp32_entry.path(MODEL_FILES["openvino"]))), nncf.Dataset(batches),
@@ -112,8 +112,9 @@ def quantize(
     scratch = cache.root / f".int8-{fp32.checkpoint_sha256[:16]}.xml"
     openvino.save_model(quantized, str(scratch), compress_to_fp16=False)
     try:
-        int8 = CompiledYOLO(CompiledDetector(OpenVINOEngine(scratch, precision="int8"), model.letterbox,
-                                             class_names=model.class_names, decode=model.decode_config))
+        engine = OpenVINOEngine(scratch, precision="int8", normalisation=model.letterbox.normalisation)
+        int8 = CompiledYOLO(CompiledDetector(engine, model.letterbox, class_names=model.class_names,
+                                             decode=model.decode_config))  # fmt: skip
         val = YoloDataset(spec.splits["val"])
         reports = [_score(detector, val, model.class_names) for detector in (model, int8)]
         report = GateReport(

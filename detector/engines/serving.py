@@ -23,6 +23,7 @@ from pathlib import Path
 from detector.engines.cache import EngineCache, EntryKey, file_sha256
 from detector.engines.compiled import CompiledDetector, DenseEngine, ServingSpec
 from detector.models.errors import ModelLoadError
+from detector.postprocess import Normalisation
 
 log = logging.getLogger(__name__)
 COMPILED_ENGINES = ("openvino", "onnxruntime")
@@ -78,15 +79,19 @@ def engine_version(engine: str) -> str:
     return version()
 
 
-def load_engine(engine: str, path: Path, precision: str, threads: int | None) -> DenseEngine:
-    """The engine's model from ``path``; ModelLoadError when the engine refuses it."""
+def load_engine(
+    engine: str, path: Path, precision: str, spec: ServingSpec, threads: int | None
+) -> DenseEngine:
+    """The engine's model from ``path``, normalising its input as ``spec`` says; ModelLoadError when
+    the engine refuses it."""
+    normalisation = Normalisation(spec.mean, spec.std)
     if engine == "openvino":
         from detector.engines.openvino_engine import OpenVINOEngine
 
-        return OpenVINOEngine(path, precision=precision, threads=threads)
+        return OpenVINOEngine(path, precision=precision, normalisation=normalisation, threads=threads)
     from detector.engines.onnxruntime_engine import ONNXRuntimeEngine
 
-    return ONNXRuntimeEngine(path, precision=precision, threads=threads)
+    return ONNXRuntimeEngine(path, precision=precision, normalisation=normalisation, threads=threads)
 
 
 def gpu_present() -> bool:
@@ -186,7 +191,7 @@ def serve(choice: EngineChoice, **decode_overrides: float) -> Served | None:
         return None
     try:
         spec = ServingSpec.from_json(entry.manifest.get("serving") or {})
-        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), precision, choice.threads)
+        loaded = load_engine(engine, entry.path(MODEL_FILES[engine]), precision, spec, choice.threads)
     except (ValueError, ModelLoadError) as error:  # the torch path exports again, or falls back
         log.warning("engine cache: %s cannot serve (%s)", entry.folder, error)
         return None

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ from detector.engines.cache import EngineCache, EntryKey, file_sha256
 from detector.engines.quantize import quantize
 from detector.engines.serving import EngineChoice, default_cache_dir, engine_version
 from detector.models.errors import ModelLoadError
+from detector.postprocess import Normalisation
 from detector.runner import DEFAULT_WEIGHTS
 from detector.training.datasets import list_samples, read_rgb
 from tests.support.data import data_dir
@@ -27,9 +29,16 @@ COMPILED = ("openvino", "onnxruntime")
 PISTOLS = data_dir() / "pistols"
 
 
-def val_images(count: int) -> list[torch.Tensor]:
+def val_images(count: int, *, longer_side: int | None = None) -> list[torch.Tensor]:
+    """The first val images as CHW uint8; with ``longer_side``, shrunk to it (uint8 bilinear, as
+    ingest and the service shrink frames), so a letterbox of that size does not resize them."""
     paths = [image for image, _ in list_samples(PISTOLS / "images" / "val")][:count]
-    return [torch.from_numpy(read_rgb(path)).permute(2, 0, 1).contiguous() for path in paths]
+    images = [read_rgb(path) for path in paths]
+    if longer_side is not None:
+        images = [cv2.resize(image, (round(image.shape[1] * longer_side / max(image.shape[:2])),
+                                     round(image.shape[0] * longer_side / max(image.shape[:2]))),
+                             interpolation=cv2.INTER_LINEAR) for image in images]  # fmt: skip
+    return [torch.from_numpy(image).permute(2, 0, 1).contiguous() for image in images]
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +55,15 @@ def shipped(engine: str, cache_dir: Path, **options: object) -> object:
 @pytest.mark.parametrize("letterbox", ["square", "rect"])
 def test_compiled_engines_find_what_eager_pytorch_finds(engine: str, letterbox: str, cache_dir: Path) -> None:
     rect = letterbox == "rect"
-    images = val_images(6)
     eager = shipped("torch", cache_dir, rect=rect).model
     compiled = shipped(engine, cache_dir, rect=rect).model
     for model in (eager, compiled):
         model.score_thresh = 0.05
-    # one image per call: a rectangular batch is padded to its largest image, and the compiled
-    # engines letterbox each image on its own
+    # at the input size, as the service hands frames over: the torch transform resizes in float,
+    # the compiled engines' letterbox in uint8 (tested in test_postprocess.py), so resized inputs
+    # differ by rounding; one image per call: a rectangular batch is padded to its largest image,
+    # and the compiled engines letterbox each image on its own
+    images = val_images(6, longer_side=eager.input_size)
     wanted = [eager.predict([image])[0] for image in images]
     for want, got in zip(wanted, compiled.predict(images), strict=True):
         assert got["labels"].tolist() == want["labels"].tolist()
@@ -275,10 +286,10 @@ def test_openvino_runs_the_images_of_a_batch_concurrently_with_the_same_outputs(
     from detector.engines.serving import SHIPPED_ENGINES
 
     [xml] = SHIPPED_ENGINES.glob("*-int8/model.xml")
-    engine = OpenVINOEngine(xml, precision="int8")
+    engine = OpenVINOEngine(xml, precision="int8", normalisation=Normalisation())
     rng = np.random.default_rng(0)
     shapes = ((224, 384), (384, 384), (224, 384))
-    batches = [rng.normal(size=(1, 3, *shape)).astype(np.float32) for shape in shapes]
+    batches = [rng.integers(0, 256, (1, *shape, 3), dtype=np.uint8) for shape in shapes]
     together = engine.infer_many(batches)
     for batch, (scores, boxes) in zip(batches, together, strict=True):
         alone_scores, alone_boxes = engine.infer(batch)
@@ -286,6 +297,25 @@ def test_openvino_runs_the_images_of_a_batch_concurrently_with_the_same_outputs(
         np.testing.assert_allclose(scores, alone_scores, atol=0.02)
         np.testing.assert_allclose(boxes, alone_boxes, atol=2.0)
     assert len(engine.infer_many(batches[:1])) == 1
+
+
+def test_openvino_normalises_the_pixels_in_its_graph_as_numpy_does() -> None:
+    """The engine's compiled pre-processing (uint8 NHWC → normalised float NCHW) gives the outputs
+    of the plain model on the batch :class:`Normalisation` makes in numpy."""
+    import openvino
+
+    from detector.engines.openvino_engine import OpenVINOEngine
+    from detector.engines.serving import SHIPPED_ENGINES
+
+    [xml] = SHIPPED_ENGINES.glob("*-int8/model.xml")
+    normalisation = Normalisation()
+    pixels = np.random.default_rng(1).integers(0, 256, (1, 224, 384, 3), dtype=np.uint8)
+    scores, boxes = OpenVINOEngine(xml, precision="int8", normalisation=normalisation).infer(pixels)
+    plain = openvino.Core().read_model(str(xml))
+    plain.reshape({0: [1, 3, 224, 384]})
+    expected = openvino.Core().compile_model(plain, "CPU")(normalisation(pixels))
+    np.testing.assert_allclose(scores, expected[0], atol=1e-3)
+    np.testing.assert_allclose(boxes, expected[1], atol=0.05)
 
 
 def test_openvino_says_where_the_time_goes_layer_by_layer() -> None:
@@ -296,7 +326,8 @@ def test_openvino_says_where_the_time_goes_layer_by_layer() -> None:
     from detector.engines.serving import SHIPPED_ENGINES
 
     [xml] = SHIPPED_ENGINES.glob("*-int8/model.xml")
-    layers = OpenVINOEngine(xml, precision="int8").layer_times(np.zeros((1, 3, 224, 384), np.float32), runs=2)
+    engine = OpenVINOEngine(xml, precision="int8", normalisation=Normalisation())
+    layers = engine.layer_times(np.zeros((1, 224, 384, 3), np.uint8), runs=2)
     assert all(layer.ms >= 0 for layer in layers) and sum(layer.ms for layer in layers) > 0
     parts = {layer.name.strip("/").split("/")[0] for layer in layers if layer.ms > 0}
     assert {"backbone", "neck", "head"} <= parts

@@ -56,14 +56,28 @@ def test_decode_keeps_the_top_scores_above_the_threshold_then_nms() -> None:
 
 @pytest.mark.parametrize(("height", "width", "rect"), [(480, 640, True), (480, 640, False), (384, 216, True)])
 def test_the_numpy_letterbox_matches_the_torch_transform(height: int, width: int, rect: bool) -> None:
+    """The same geometry and the same picture: uint8 pixels, normalised by the engine, against the
+    torch transform's float batch (its resize in float: rounding apart)."""
     image = np.random.default_rng(0).integers(0, 256, (3, height, width), dtype=np.uint8)
     transform = LetterboxTransform(384, rect=rect, stride=32)
     expected, expected_metas, _ = transform([torch.from_numpy(image)])
-    batch, metas = Letterbox(transform.geometry)([image])
-    assert batch.shape == tuple(expected.shape) and metas == expected_metas
+    letterbox = Letterbox(transform.geometry)
+    pixels, metas = letterbox([image])
+    assert pixels.dtype == np.uint8 and pixels.shape[-1] == 3 and metas == expected_metas
+    batch = letterbox.normalisation(pixels)
+    assert batch.shape == tuple(expected.shape)
     assert np.abs(batch - expected.numpy()).mean() < 0.02, "bilinear resize: the same picture"
-    same, _ = Letterbox(transform.geometry)([image.astype(np.float32) / 255])
-    np.testing.assert_allclose(same, batch, atol=1e-5)
+    same, _ = letterbox([image.astype(np.float32) / 255])
+    np.testing.assert_array_equal(same, pixels)
+
+
+def test_normalisation_at_the_model_scale_is_the_torch_transforms() -> None:
+    """No resize: the engine's input equals the torch transform's, padding included."""
+    image = np.random.default_rng(2).integers(0, 256, (3, 216, 384), dtype=np.uint8)
+    transform = LetterboxTransform(384, rect=True, stride=32)
+    expected, _, _ = transform([torch.from_numpy(image)])
+    letterbox = Letterbox(transform.geometry)
+    np.testing.assert_allclose(letterbox.normalisation(letterbox([image])[0]), expected.numpy(), atol=1e-5)
 
 
 SERVE = """
