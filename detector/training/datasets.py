@@ -141,14 +141,20 @@ class YoloDataset(Dataset):
         boxes, classes = read_labels(label_path, image.shape[1], image.shape[0])
         return image, boxes, classes
 
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """(width, height) of every image, read from the file headers only."""
+        from PIL import Image
+
+        sizes = []
+        for image_path, _ in self.samples:
+            with Image.open(image_path) as image:
+                sizes.append(image.size)
+        return sizes
+
     def boxes_at(self, input_size: int) -> Tensor:
         """Every box of the data set as it appears once its image is letterboxed to ``input_size``."""
-        from PIL import Image  # reads the size from the header only
-
         boxes = []
-        for image_path, label_path in self.samples:
-            with Image.open(image_path) as image:
-                width, height = image.size
+        for (width, height), (_, label_path) in zip(self.image_sizes(), self.samples, strict=True):
             image_boxes, _ = read_labels(label_path, width, height)
             boxes.append(image_boxes * (input_size / max(width, height)))
         return torch.from_numpy(np.concatenate(boxes)) if boxes else torch.zeros(0, 4)
