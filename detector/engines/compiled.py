@@ -39,6 +39,9 @@ class DenseEngine(Protocol):
     """``fp32`` or ``int8``."""
     batched: bool
     """Whether a batch goes to :meth:`infer` whole (padded to its largest image) or image by image."""
+    compile_seconds: float
+    """Seconds spent so far building the model for input shapes met for the first time (0 for an
+    engine with dynamic shapes)."""
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -49,6 +52,8 @@ class DenseEngine(Protocol):
 
 class OneAtATime:
     """``infer_many`` as one ``infer`` after another (engines without a concurrent mode)."""
+
+    compile_seconds = 0.0
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -124,12 +129,17 @@ class CompiledDetector(DecodedByConfig):
         self, images: Sequence[np.ndarray], *, timings: dict[str, float] | None = None
     ) -> list[Found]:
         """Detections per image; adds the seconds of each stage (``preprocess``, ``inference``,
-        ``nms``) to ``timings``."""
+        ``nms``) to ``timings``, and those of building the engine's model for a new input shape,
+        when it did, as ``compile`` (not ``inference``: a one-off, however many images follow)."""
         chunks = [list(images)] if self.engine.batched else [[image] for image in images]
         with _stage(timings, "preprocess"):
             prepared = [self.letterbox(chunk) for chunk in chunks]
+        compiled_before = self.engine.compile_seconds
         with _stage(timings, "inference"):
             outputs = self.engine.infer_many([batch for batch, _metas in prepared])
+        if timings is not None and (compiling := self.engine.compile_seconds - compiled_before) > 0:
+            timings["inference"] -= compiling
+            timings["compile"] = timings.get("compile", 0.0) + compiling
         results: list[Found] = []
         with _stage(timings, "nms"):
             for (_batch, metas), (scores, boxes) in zip(prepared, outputs, strict=True):
