@@ -2,8 +2,10 @@
 
 1. **bare**: the frames, already decoded to 640x480 RGB tensors, through ``model.predict`` (which
    letterboxes them to the input size) in batches of ``--batch``, for ``--seconds``: the loop a
-   user would write around the model. Also, as a reference, the same loop on frames already
-   shrunk to the model's scale (the model alone: nothing left to do but inference and NMS).
+   user would write around the model. Also, as references, the same loop on frames already
+   shrunk to the model's scale (the model alone: nothing left to do but inference and NMS), and
+   the loop on the JPEGs themselves, each batch decoded as the service decodes it, then
+   ``predict`` (what the service costs beyond decoding; the gap to the first loop is the decode).
 2. **service**: a real :class:`detector.service.DetectorService` (leases, XREAD, dynamic batching,
    JPEG decoding, tracking, XADD of Detections) on ``--cameras`` streams that a feeder *process*
    fills at 1.25x the bare loop's rate (more than the service can take, as cameras would; a
@@ -90,13 +92,25 @@ def decoded_images(runner: DetectorRunner, jpegs: list[bytes], *, at_model_scale
 
 
 def bare_fps(runner: DetectorRunner, images: list[Any], batch: int, seconds: float) -> float:
-    runner.model.predict(images[:batch])  # warm-up
-    frames, started = 0, time.perf_counter()
+    return loop_fps(runner.model.predict, images, batch, seconds)
+
+
+def bare_from_jpeg_fps(runner: DetectorRunner, jpegs: list[bytes], batch: int, seconds: float) -> float:
+    """The bare loop on the JPEGs themselves: each batch decoded as the service decodes it
+    (``runner.decode_batch``: JPEG → model scale → RGB), then ``predict``, one after the other."""
+    frames = [Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs)]
+    return loop_fps(lambda chunk: runner.detect(runner.decode_batch(chunk)[0]), frames, batch, seconds)
+
+
+def loop_fps(step: Any, items: list[Any], batch: int, seconds: float) -> float:
+    """Items per second through ``step`` (called on ``batch`` of them at a time) over ``seconds``."""
+    step(items[:batch])  # warm-up
+    done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        start = (frames % (len(images) - batch)) if len(images) > batch else 0
-        runner.model.predict(images[start : start + batch])
-        frames += batch
-    return frames / (time.perf_counter() - started)
+        start = (done % (len(items) - batch)) if len(items) > batch else 0
+        step(items[start : start + batch])
+        done += batch
+    return done / (time.perf_counter() - started)
 
 
 def feed(
@@ -302,11 +316,17 @@ def main() -> None:
         model_alone = bare_fps(
             runner, decoded_images(runner, jpegs, at_model_scale=True), args.batch, args.seconds / 2
         )
+        from_jpeg = bare_from_jpeg_fps(runner, jpegs, args.batch, args.seconds / 2)
         print(f"bare predict loop : {bare:7.1f} and {bare_again:7.1f} frames/s (before and after)")
         print(f"detector service  : {service:7.1f} frames/s   ratio {service / bare_mean:.3f} (goal >= 0.95)")
         print(
             f"model alone       : {model_alone:7.1f} frames/s on frames already at the model's scale "
             f"(service / model alone {service / model_alone:.3f})"
+        )
+        print(
+            f"bare loop on JPEG : {from_jpeg:7.1f} frames/s, decoding as the service does, then predict "
+            f"(service / this {service / from_jpeg:.3f}; decoding costs "
+            f"{1000 / from_jpeg - 1000 / bare_mean:.2f} ms a frame here)"
         )
         overload_fps = 2 * service / args.cameras
         print(
@@ -344,8 +364,9 @@ def main() -> None:
             print(f"served: {max(served) if served else 0} cameras at 5 fps (goal >= 16)")
         if args.json:
             figures = {"engine": runner.engine, "bare_fps": [bare, bare_again],
-                       "model_alone_fps": model_alone, "service_fps": service,
-                       "ratio": service / bare_mean, "overload": rows, "cameras": cameras}  # fmt: skip
+                       "model_alone_fps": model_alone, "bare_from_jpeg_fps": from_jpeg,
+                       "service_fps": service, "ratio": service / bare_mean, "overload": rows,
+                       "cameras": cameras}  # fmt: skip
             Path(args.json).write_text(json.dumps(figures, indent=2))
 
 
