@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from detector.engines.prepare import prepare_in_child
@@ -26,7 +25,7 @@ from detector.engines.serving import EngineChoice, Served, serve, worth_preparin
 from detector.postprocess import Found
 from shared.config import DetectorConfig
 from shared.errors import DecodeError
-from shared.imaging import decode_bgr, shrink
+from shared.imaging import decode_rgb, shrink
 from shared.schemas import Detection, Frame
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ def native_image(item: DecodedFrame, to_image: Callable[[np.ndarray], Any]) -> A
     frame = item.frame
     if tuple(item.image.shape[-2:]) == (frame.height, frame.width):
         return item.image
-    return to_image(cv2.cvtColor(decode_bgr(frame), cv2.COLOR_BGR2RGB))
+    return to_image(decode_rgb(frame))
 
 
 def decode_at_scale(frame: Frame, input_size: int) -> np.ndarray:
@@ -73,14 +72,14 @@ def decode_at_scale(frame: Frame, input_size: int) -> np.ndarray:
     still larger is shrunk (:func:`shared.imaging.shrink`; under 2× from a JPEG: bilinear, as the
     model's own letterbox resizes). Done on uint8 and on the reader thread, this spares the
     inference thread the model's own float resize. Raises DecodeError for corrupt data."""
-    bgr = decode_bgr(frame, min_side=input_size)
-    height, width = bgr.shape[:2]
+    rgb = decode_rgb(frame, min_side=input_size)
+    height, width = rgb.shape[:2]
     scale = input_size / max(height, width)
     if scale < 1:  # at least one pixel each way: a 16384x1 frame is legal, if odd
         size = (max(1, min(input_size, round(width * scale))),
                 max(1, min(input_size, round(height * scale))))  # fmt: skip
-        bgr = shrink(bgr, size)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = shrink(rgb, size)
+    return rgb
 
 
 class DetectorRunner:

@@ -1,5 +1,6 @@
-"""shared.imaging.shrink: the exact size asked for, detail finer than the output averaged away when
-shrinking 2× or more (no aliasing), and the result of area averaging on smooth content."""
+"""shared.imaging: decoding frames to BGR or straight to RGB (the same pixels), and shrink: the exact
+size asked for, detail finer than the output averaged away when shrinking 2× or more (no
+aliasing), and the result of area averaging on smooth content."""
 
 from __future__ import annotations
 
@@ -7,13 +8,40 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.imaging import shrink
+from shared.errors import DecodeError
+from shared.imaging import decode_bgr, decode_rgb, shrink
+from shared.schemas import Frame
 
 
 def stripes(width: int, height: int) -> np.ndarray:
     """One-pixel black and white columns: the worst case for a resize that skips pixels."""
     row = np.where(np.arange(width) % 2 == 0, 0, 255).astype(np.uint8)
     return np.repeat(row[None, :], height, axis=0)
+
+
+def frame_of(image: np.ndarray, codec: str) -> Frame:
+    data = cv2.imencode(".jpg", image)[1].tobytes() if codec == "jpeg" else image.tobytes()
+    return Frame("cam", 0, 0, 0, image.shape[1], image.shape[0], codec, data)
+
+
+@pytest.mark.parametrize(("codec", "min_side"), [("jpeg", None), ("jpeg", 300), ("jpeg", 150), ("raw", 300)])
+def test_decode_rgb_is_decode_bgr_in_rgb_order(codec: str, min_side: int | None) -> None:
+    """Full size, and a JPEG decoded at 1/2 and 1/4 size from its DCT coefficients, the same way."""
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(noise, (9, 9), 3)
+    frame = frame_of(image, codec)
+    bgr, rgb = decode_bgr(frame, min_side=min_side), decode_rgb(frame, min_side=min_side)
+    expected = {None: 640, 300: 320, 150: 160}[min_side] if codec == "jpeg" else 640
+    assert rgb.shape == (expected * 3 // 4, expected, 3)
+    np.testing.assert_array_equal(rgb, bgr[..., ::-1])
+
+
+def test_decode_rgb_refuses_corrupt_data() -> None:
+    frame = frame_of(np.zeros((48, 64, 3), np.uint8), "jpeg")
+    with pytest.raises(DecodeError):
+        decode_rgb(Frame("cam", 0, 0, 0, 64, 48, "jpeg", frame.data[:20]))
+    with pytest.raises(DecodeError):
+        decode_rgb(Frame("cam", 0, 0, 0, 64, 48, "raw", b"short"))
 
 
 @pytest.mark.parametrize(
