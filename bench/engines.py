@@ -245,9 +245,8 @@ def print_profile(family: str, layers: list[LayerTime]) -> dict[str, Any]:
 
 def profile(args: argparse.Namespace) -> dict[str, Any]:
     """OpenVINO's per-layer counters of each family's INT8 model: one frame, each shape and size."""
-    frame = crop_16_9(load_frames(args.source)[0])
-    logging.disable(logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    frames, folder = set_up(args)
+    frame = frames[0]
     rows: list[dict[str, Any]] = []
     for shape in SHAPES:
         families = {"vigil": vigil_models(shape == "16:9", folder)[DEFAULT_ENGINE]}
@@ -260,7 +259,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
                 batch = model.compiled.letterbox([chw(frame[..., ::-1])])[0]  # the model's RGB input
                 layers = model.compiled.engine.layer_times(batch, runs=args.repeats * 10)
                 print(f"{shape:>6} {size} px, {family}: {sum(layer.ms for layer in layers):.2f} ms "
-                      f"per image ({batch.shape[3]}×{batch.shape[2]}), by OpenVINO's counters")  # fmt: skip
+                      f"per image ({batch.shape[2]}×{batch.shape[1]}), by OpenVINO's counters")  # fmt: skip
                 row[family] = print_profile(family, layers)
             rows.append(row)
     return {"cpu": describe_cpu(), "profile": rows}
@@ -290,11 +289,16 @@ def measure(
     return samples
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def set_up(args: argparse.Namespace) -> tuple[list[np.ndarray], Path]:
+    """Every core for torch, the 16:9 frames, warnings off, and a scratch folder for the models."""
     torch.set_num_threads(os.cpu_count() or 1)
-    frames = [crop_16_9(frame) for frame in load_frames(args.source)]
     logging.disable(logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    frames = [crop_16_9(frame) for frame in load_frames(args.source)]
+    return frames, Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    frames, folder = set_up(args)
     ssd_net = load_ssd() if ssd_files() else None
     rows: list[dict[str, Any]] = []
     for shape in SHAPES:
@@ -322,10 +326,7 @@ def versus(args: argparse.Namespace) -> dict[str, Any]:
     """Per camera: the shipped detector as served (default engine, 16:9 letterbox, the checkpoint's
     own input size) against ``--versus`` (another checkpoint, e.g. the previous default) in eager
     PyTorch at its own input size, interleaved, each batch size."""
-    torch.set_num_threads(os.cpu_count() or 1)
-    frames = [crop_16_9(frame) for frame in load_frames(args.source)]
-    logging.disable(logging.WARNING)
-    folder = Path(tempfile.mkdtemp(prefix="vigil-bench-engines-"))
+    frames, folder = set_up(args)
     detectors: dict[str, Any] = {}
     for weights, (engine, precision) in ((DEFAULT_WEIGHTS, DEFAULT_ENGINE), (args.versus, ("torch", "fp32"))):
         choice = EngineChoice(weights, engine=engine, precision=precision, device="cpu",
