@@ -22,6 +22,8 @@ from tests.detector.test_service import detections, detector_config, owns
 from tests.support.services import running, wait_for
 
 SIDE = 384
+"""The crop side these tests give the planner: their own geometry, not the model's (the service
+passes the model's input size, 512 for the shipped detector, whose letterbox scales a crop to it)."""
 FRAME = (1280, 720)
 PISTOL_AT = (1000, 200)
 PISTOL_SIDE = 32
