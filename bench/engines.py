@@ -34,7 +34,9 @@ per-repeat ratios, so both figures of a ratio come from the same minute):
 ``--versus WEIGHTS`` replaces the table by the per-camera cost of a change of model: the shipped
 detector as the service runs it (default engine, 16:9, its own input size) against ``WEIGHTS`` in
 eager PyTorch at its own input size (``--versus detector/weights/pistol-yolo-lite0.pt``: today's
-model against the previous default as it used to run).
+model against the previous default as it used to run), or on ``--versus-engine`` at
+``--versus-size`` (a candidate checkpoint in the shipped engine at the served size, its INT8 model
+quantized here for speed only when ``vigil quantize`` has not gated one).
 
 ``--profile`` replaces the table by OpenVINO's per-layer counters for the OpenVINO INT8 model of
 each family, one image of each shape and size: ms by part of the network and by kind of layer
@@ -167,19 +169,21 @@ def calibration_batches(letterbox: Letterbox) -> list[np.ndarray]:
             for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
 
 
-def vigil_models(rect: bool, folder: Path) -> dict[tuple[str, str], Any]:
-    """The shipped detector on each engine row (service path), keyed (engine, precision)."""
+def vigil_models(
+    rect: bool, folder: Path, weights: Path = DEFAULT_WEIGHTS, rows: Sequence[tuple[str, str]] = ENGINE_ROWS
+) -> dict[tuple[str, str], Any]:
+    """A checkpoint (the shipped detector) on each engine row (service path), keyed (engine, precision)."""
     models: dict[tuple[str, str], Any] = {}
-    for engine, precision in ENGINE_ROWS:
-        choice = EngineChoice(DEFAULT_WEIGHTS, engine=engine, precision=precision, device="cpu",
-                              cache_dir=folder / "cache", rect=rect)  # fmt: skip
+    for engine, precision in rows:
+        choice = EngineChoice(weights, engine=engine, precision=precision, device="cpu",
+                              cache_dir=folder / weights.stem, rect=rect)  # fmt: skip
         try:
             models[engine, precision] = build_detector(choice).model
         except ValueError as error:  # no gated INT8 model: quantize here, for speed only
             print(f"# vigil {engine}-{precision}: {error}; quantized here on {CALIBRATION_IMAGES} training "
                   "images, for speed only")  # fmt: skip
             fp32 = build_detector(EngineChoice(**{**choice.__dict__, "precision": "fp32"})).model
-            xml = next((folder / "cache").glob("*-openvino-*-fp32/model.xml"))
+            xml = next((folder / weights.stem).glob("*-openvino-*-fp32/model.xml"))
             int8 = quantized(xml, calibration_batches(fp32.letterbox), fp32.letterbox.normalisation)
             models[engine, precision] = CompiledYOLO(CompiledDetector(
                 int8, fp32.letterbox, class_names=fp32.class_names, decode=fp32.decode_config
@@ -324,15 +328,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def versus(args: argparse.Namespace) -> dict[str, Any]:
     """Per camera: the shipped detector as served (default engine, 16:9 letterbox, the checkpoint's
-    own input size) against ``--versus`` (another checkpoint, e.g. the previous default) in eager
-    PyTorch at its own input size, interleaved, each batch size."""
+    own input size) against ``--versus`` (another checkpoint: the previous default, or a candidate)
+    on ``--versus-engine`` (default eager PyTorch) at ``--versus-size`` (default its own input
+    size), interleaved, each batch size."""
     frames, folder = set_up(args)
+    engine = tuple(args.versus_engine.split("-"))
+    other_model = vigil_models(True, folder, weights=args.versus, rows=[engine])[engine]
+    shipped_model = vigil_models(True, folder, rows=[DEFAULT_ENGINE])[DEFAULT_ENGINE]
+    if args.versus_size:
+        set_input_size(other_model, args.versus_size)
     detectors: dict[str, Any] = {}
-    for weights, (engine, precision) in ((DEFAULT_WEIGHTS, DEFAULT_ENGINE), (args.versus, ("torch", "fp32"))):
-        choice = EngineChoice(weights, engine=engine, precision=precision, device="cpu",
-                              cache_dir=folder / "cache", rect=True)  # fmt: skip
-        model = build_detector(choice).model
-        name = f"{weights.stem} {engine}-{precision} {model.input_size}"
+    for weights, (engine_name, precision), model in (
+        (DEFAULT_WEIGHTS, DEFAULT_ENGINE, shipped_model), (args.versus, engine, other_model)
+    ):
+        name = f"{weights.stem} {engine_name}-{precision} {model.input_size}"
         detectors[name] = TorchDetector(weights.stem, model)
     shipped, other = detectors
     rows: list[dict[str, Any]] = []
@@ -383,6 +392,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="per-layer split of the INT8 models instead")
     parser.add_argument("--versus", type=Path, help="instead: the shipped detector as served against this "
                         "checkpoint in eager PyTorch, each at its own input size (per-camera cost)")
+    parser.add_argument("--versus-engine", default="torch-fp32", choices=[f"{e}-{p}" for e, p in ENGINE_ROWS],
+                        help="what runs the --versus checkpoint (int8 without a gated model: quantized "
+                        "here, for speed only)")  # fmt: skip
+    parser.add_argument("--versus-size", type=int,
+                        help="the --versus checkpoint's input size (default: its own)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
 
