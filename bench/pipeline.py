@@ -56,8 +56,6 @@ from vigil.runtime import tune_for_torch
 # the service's process settings with its default engine (OpenVINO aborts under tcmalloc)
 tune_for_torch([__file__, *sys.argv[1:]], tcmalloc=False)
 
-import cv2
-import numpy as np
 import torch
 
 from bench._cpu import cpu_seconds, describe_cpu
@@ -68,6 +66,7 @@ from detector.runner import DEFAULT_WEIGHTS, DetectorRunner
 from detector.service import DetectorService
 from shared import keys
 from shared.config import DetectorConfig, MotionConfig, RedisConfig
+from shared.imaging import decode_rgb
 from shared.redis import EmbeddedRedis, connect
 from shared.schemas import Detections, Frame
 
@@ -81,14 +80,17 @@ def weights_file(args: argparse.Namespace, folder: Path) -> Path:
     return Checkpoint.from_model(model, "yolo_lite0").save(folder / "untrained.pt")
 
 
+def jpeg_frames(jpegs: list[bytes]) -> list[Frame]:
+    """The 640x480 JPEGs as the frames a camera would publish."""
+    return [Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs)]
+
+
 def decoded_images(runner: DetectorRunner, jpegs: list[bytes], *, at_model_scale: bool) -> list[Any]:
     """The frames as RGB uint8 images as the runner's model takes them: at their own 640x480, or
     shrunk to the model's scale the way the service's decode does it."""
     if at_model_scale:
-        frames = (Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs))
-        return [runner.decode(frame).image for frame in frames]
-    return [runner.model.image(cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
-                                            cv2.COLOR_BGR2RGB)) for data in jpegs]  # fmt: skip
+        return [runner.decode(frame).image for frame in jpeg_frames(jpegs)]
+    return [runner.model.image(decode_rgb(frame)) for frame in jpeg_frames(jpegs)]
 
 
 def bare_fps(runner: DetectorRunner, images: list[Any], batch: int, seconds: float) -> float:
@@ -98,8 +100,8 @@ def bare_fps(runner: DetectorRunner, images: list[Any], batch: int, seconds: flo
 def bare_from_jpeg_fps(runner: DetectorRunner, jpegs: list[bytes], batch: int, seconds: float) -> float:
     """The bare loop on the JPEGs themselves: each batch decoded as the service decodes it
     (``runner.decode_batch``: JPEG → model scale → RGB), then ``predict``, one after the other."""
-    frames = [Frame("b", i, 0, 0, 640, 480, "jpeg", data) for i, data in enumerate(jpegs)]
-    return loop_fps(lambda chunk: runner.detect(runner.decode_batch(chunk)[0]), frames, batch, seconds)
+    return loop_fps(lambda chunk: runner.detect(runner.decode_batch(chunk)[0]), jpeg_frames(jpegs), batch,
+                    seconds)  # fmt: skip
 
 
 def loop_fps(step: Any, items: list[Any], batch: int, seconds: float) -> float:
