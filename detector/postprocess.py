@@ -129,8 +129,9 @@ class Letterbox:
     std: tuple[float, float, float] = IMAGENET_STD
     pad_value: float = PAD_VALUE
 
-    @property
+    @cached_property
     def normalisation(self) -> Normalisation:
+        """The engines' normalisation of this letterbox's batches (one lookup table per letterbox)."""
         return Normalisation(self.mean, self.std)
 
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[ImageMeta]]:
