@@ -78,6 +78,7 @@ from detector.engines.compiled import CompiledDetector, OneAtATime  # noqa: E402
 from detector.engines.compiled_torch import CompiledYOLO  # noqa: E402
 from detector.engines.onnxruntime_engine import ONNXRuntimeEngine  # noqa: E402
 from detector.engines.openvino_engine import LayerTime, OpenVINOEngine  # noqa: E402
+from detector.engines.quantize import FP32_SCOPES, calibration_images, quantize_openvino  # noqa: E402
 from detector.engines.serving import EngineChoice  # noqa: E402
 from detector.postprocess import DecodeConfig, Letterbox, LetterboxGeometry, Normalisation, chw  # noqa: E402
 from detector.runner import DEFAULT_WEIGHTS  # noqa: E402
@@ -149,22 +150,19 @@ def export_dense(module: nn.Module, folder: Path, engine: str) -> Path:
     return xml
 
 
-def quantized(xml: Path, calibration: list[np.ndarray], normalisation: Normalisation) -> OpenVINOEngine:
+def quantized(
+    xml: Path, calibration: list[np.ndarray], normalisation: Normalisation, fp32_scopes: Sequence[str] = ()
+) -> OpenVINOEngine:
     """The OpenVINO model in ``xml`` quantized to INT8 on ``calibration`` (its normalised input; speed
-    only: no gate)."""
-    import nncf
+    only: no gate), leaving the nodes named by ``fp32_scopes`` (patterns) in fp32."""
     import openvino
 
-    model = nncf.quantize(openvino.Core().read_model(str(xml)), nncf.Dataset(calibration),
-                          subset_size=len(calibration))  # fmt: skip
     out = xml.with_name(f"{xml.stem}-int8.xml")
-    openvino.save_model(model, str(out), compress_to_fp16=False)
+    openvino.save_model(quantize_openvino(xml, calibration, fp32_scopes), str(out), compress_to_fp16=False)
     return OpenVINOEngine(out, precision="int8", normalisation=normalisation)
 
 
 def calibration_batches(letterbox: Letterbox) -> list[np.ndarray]:
-    from detector.engines.quantize import calibration_images
-
     return [letterbox.normalisation(letterbox([image.numpy()])[0])
             for image in calibration_images(PISTOL_TRAIN, CALIBRATION_IMAGES)]
 
@@ -181,10 +179,11 @@ def vigil_models(
             models[engine, precision] = build_detector(choice).model
         except ValueError as error:  # no gated INT8 model: quantize here, for speed only
             print(f"# vigil {engine}-{precision}: {error}; quantized here on {CALIBRATION_IMAGES} training "
-                  "images, for speed only")  # fmt: skip
+                  "images (stem in fp32, as the gate's), for speed only")  # fmt: skip
             fp32 = build_detector(EngineChoice(**{**choice.__dict__, "precision": "fp32"})).model
             xml = next((folder / weights.stem).glob("*-openvino-*-fp32/model.xml"))
-            int8 = quantized(xml, calibration_batches(fp32.letterbox), fp32.letterbox.normalisation)
+            int8 = quantized(xml, calibration_batches(fp32.letterbox), fp32.letterbox.normalisation,
+                             FP32_SCOPES)  # fmt: skip
             models[engine, precision] = CompiledYOLO(CompiledDetector(
                 int8, fp32.letterbox, class_names=fp32.class_names, decode=fp32.decode_config
             ))  # fmt: skip

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from detector.engines.build import build_detector
@@ -29,6 +32,9 @@ from detector.engines.openvino_engine import OpenVINOEngine
 from detector.engines.serving import MODEL_FILES, EngineChoice, default_cache_dir, engine_version
 from detector.training.datasets import DataSpec, YoloDataset, list_samples, read_rgb
 from detector.training.evaluate import EvalReport, evaluate
+
+if TYPE_CHECKING:
+    import openvino
 
 log = logging.getLogger(__name__)
 MAX_CALIBRATION_IMAGES = 300
@@ -73,6 +79,19 @@ def calibration_images(train_dir: Path, count: int, *, seed: int = 0) -> list[to
     return [torch.from_numpy(read_rgb(path)).permute(2, 0, 1).contiguous() for path in paths[:count]]
 
 
+def quantize_openvino(
+    xml: Path, batches: Sequence[np.ndarray], fp32_scopes: Sequence[str] = FP32_SCOPES
+) -> openvino.Model:
+    """The fp32 OpenVINO model in ``xml`` quantized to INT8 by NNCF on ``batches`` (normalised network
+    input), the nodes matching ``fp32_scopes`` left in fp32. No gate: ``quantize`` gates."""
+    import nncf
+    import openvino
+
+    ignored = nncf.IgnoredScope(patterns=list(fp32_scopes)) if fp32_scopes else None
+    return nncf.quantize(openvino.Core().read_model(str(xml)), nncf.Dataset(list(batches)),
+                         subset_size=len(batches), ignored_scope=ignored)  # fmt: skip
+
+
 def quantize(
     weights: Path,
     data: Path,
@@ -86,7 +105,6 @@ def quantize(
     """Quantize ``weights`` for OpenVINO, calibrated on ``data``'s train split and gated on its val
     split; the entry stored in ``out_dir`` (default: the cache folder), or None when the gate refused
     it (the report says why)."""
-    import nncf
     import openvino
 
     if not 1 <= calibration <= MAX_CALIBRATION_IMAGES:
@@ -103,11 +121,7 @@ def quantize(
     assert fp32_entry is not None  # build_detector just made or checked it
     images = calibration_images(spec.splits["train"], calibration)
     batches = [model.letterbox.normalisation(model.letterbox([image.numpy()])[0]) for image in images]
-    core = openvino.Core()
-    quantized = nncf.quantize(
-        core.read_model(str(fp32_entry.path(MODEL_FILES["openvino"]))), nncf.Dataset(batches),
-        subset_size=len(batches), ignored_scope=nncf.IgnoredScope(patterns=list(FP32_SCOPES)),
-    )  # fmt: skip
+    quantized = quantize_openvino(fp32_entry.path(MODEL_FILES["openvino"]), batches)
     scratch = cache.root / f".int8-{fp32.checkpoint_sha256[:16]}.xml"
     openvino.save_model(quantized, str(scratch), compress_to_fp16=False)
     try:
