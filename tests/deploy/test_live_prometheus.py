@@ -9,6 +9,7 @@ import json
 import math
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -149,9 +150,11 @@ def test_every_dashboard_panel_has_data_while_the_demo_runs(prometheus: tuple[st
         owned = _query(url, 'vigil_ingest_camera_up{camera="demo-1"}')
         assert [s["value"][1] for s in owned] == ["1"]
 
+        demo.send_signal(signal.SIGINT)  # Ctrl-C: the demo stops its services and prints its summary
         while (line := lines.get(timeout=120)) is not None:
             output.append(line)
         assert demo.wait(timeout=60) == 0, "".join(output)
+        assert any("frames ingested" in line for line in output), "".join(output)
     finally:
         if demo.poll() is None:
             demo.kill()
