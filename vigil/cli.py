@@ -558,6 +558,10 @@ def add_train(commands: Commands) -> None:
                         help="YOLO: each batch at a random side in LOW-HIGH × --img (multiples of 32)")
     parser.add_argument("--close-mosaic", type=int, default=0,
                         help="YOLO: the last N epochs without mosaic, copy-paste and zoom-out")
+    parser.add_argument("--rotate", type=float, default=0.0,
+                        help="share of images (and pasted pistols) turned by 90, 180 or 270 degrees")
+    parser.add_argument("--finetune", metavar="CHECKPOINT",
+                        help="a new run from this trained checkpoint's weights (same --model and classes)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine")
     parser.add_argument("--ema-decay", type=float, default=0.9995)
     parser.add_argument("--seed", type=int, default=0)
@@ -579,7 +583,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         pretrained=not args.no_pretrained, crops_per_image=args.crops_per_image, negatives=args.negatives,
         negatives_until=args.negatives_until, composite=composite,
         multi_scale=tuple(args.multi_scale) if args.multi_scale else None, warmup_epochs=args.warmup_epochs,
-        ema_decay=args.ema_decay, seed=args.seed, close_mosaic=args.close_mosaic,
+        ema_decay=args.ema_decay, seed=args.seed, close_mosaic=args.close_mosaic, rotate=args.rotate,
+        finetune=args.finetune,
     ))  # fmt: skip
     if args.resume and not trainer.resume() and args.init:
         trainer.warm_start(args.init)

@@ -38,6 +38,7 @@ from detector.training.datasets import (
     log_uniform,
     read_labels,
     read_rgb,
+    turn_image,
 )
 
 Rng = random.Random | ModuleType
@@ -172,7 +173,7 @@ class CompositeDataset(Dataset):
 
     def _paste(self, canvas: Canvas, rng: Rng, tries: int = 10) -> bool:
         """One object of the bank pasted (its box's pixels, rescaled to CCTV size, maybe
-        mirrored) where it overlaps no box of ``canvas``; False when no free place was found."""
+        turned and mirrored) where it overlaps no box of ``canvas``; False when no free place was found."""
         source, row = self.objects[rng.randrange(len(self.objects))]
         image, boxes, classes = self.images.load(source)
         box, label = boxes[row], classes[row]
@@ -181,6 +182,8 @@ class CompositeDataset(Dataset):
         crop = image[y1:y2, x1:x2]
         if min(crop.shape[:2]) < MIN_BOX_SIDE:  # a degenerate label: nothing to paste
             return False
+        if turns := self.augment.turns(rng):
+            crop = turn_image(crop, turns)
         scale = log_uniform(rng, *self.config.cctv_side) / max(crop.shape[:2])
         width = max(round(MIN_BOX_SIDE), round(crop.shape[1] * scale))
         height = max(round(MIN_BOX_SIDE), round(crop.shape[0] * scale))

@@ -179,25 +179,48 @@ def collate(batch: list[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor]
 
 MIN_BOX_SIDE = 3.0
 """Boxes narrower or lower than this (canvas pixels) after an augmentation are dropped."""
+QUARTER_TURNS = {1: cv2.ROTATE_90_CLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_COUNTERCLOCKWISE}
+"""``cv2.rotate`` codes by clockwise quarter turns."""
+
+
+def turn_image(image: np.ndarray, turns: int) -> np.ndarray:
+    """``image`` turned clockwise by ``turns`` (1-3) quarter turns."""
+    return cv2.rotate(image, QUARTER_TURNS[turns])
+
+
+def turn_boxes(boxes: np.ndarray, turns: int, size: tuple[int, int]) -> np.ndarray:
+    """xyxy ``boxes`` of an image of ``size`` (width, height) as they lie on it after
+    :func:`turn_image` (exact: a quarter turn keeps boxes axis-aligned)."""
+    width, height = size
+    x1, y1, x2, y2 = boxes.T
+    turned = {1: (height - y2, x1, height - y1, x2),
+              2: (width - x2, height - y2, width - x1, height - y1),
+              3: (y1, width - x2, y2, width - x1)}[turns]  # fmt: skip
+    return np.stack(turned, axis=1).astype(np.float32).reshape(-1, 4)
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where :class:`Augment` put an image: scaled by ``scale`` (x, y: the resized image's size
-    over the source's), its origin at ``offset`` on a ``canvas`` (width, height), then mirrored
-    if ``flipped``."""
+    """Where :class:`Augment` put an image: turned clockwise by ``turns`` quarter turns (the
+    source of ``source_size``, width and height, before the turn), scaled by ``scale`` (x, y: the
+    resized image's size over the turned one's), its origin at ``offset`` on a ``canvas`` (width,
+    height), then mirrored if ``flipped``."""
 
     scale: tuple[float, float]
     offset: tuple[int, int]
     canvas: tuple[int, int]
     min_visible: float
     flipped: bool = False
+    turns: int = 0
+    source_size: tuple[int, int] = (0, 0)
 
     def __call__(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``boxes`` (xyxy in the source image's pixels) moved with the image and clipped to the
         canvas, those less than ``min_visible`` visible or under ``MIN_BOX_SIDE`` px dropped; and
         the keep mask."""
         (off_x, off_y), (scale_x, scale_y), (width, height) = self.offset, self.scale, self.canvas
+        if self.turns:
+            boxes = turn_boxes(boxes, self.turns, self.source_size)
         moved = boxes * np.float32([scale_x, scale_y] * 2) + np.float32([off_x, off_y] * 2)
         clipped = moved.clip(0, np.float32([width, height, width, height]))
         area = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
@@ -218,13 +241,16 @@ class Augment:
     * random scale and placement on a ``size`` square: mostly zoom-out (objects far from the
       camera, as on CCTV: the data set's pistols are mostly large), sometimes zoom-in (crop);
     * horizontal flip; HSV jitter; occasional grey (night / IR cameras), blur (motion, focus)
-      and JPEG artefacts (low-bitrate streams).
+      and JPEG artefacts (low-bitrate streams);
+    * with ``rotate``, that share of images turned by 90, 180 or 270 degrees first (guns held
+      sideways, pointing down, upside down: the data set's are mostly upright).
     Boxes are moved with the image; a box less than ``min_visible`` visible or under 3 px goes.
     """
 
     size: int = 416
     scale: tuple[float, float] = (0.25, 1.3)
     flip: float = 0.5
+    rotate: float = 0.0
     hsv: tuple[float, float, float] = (0.015, 0.6, 0.4)
     grey: float = 0.05
     blur: float = 0.2
@@ -254,14 +280,26 @@ class Augment:
         canvas: tuple[int, int] | None = None,
         zoom: float | None = None,
     ) -> tuple[np.ndarray, Placement]:
-        """The geometric part: random scale and placement on a ``canvas`` (width, height; default
-        the ``size`` square), then maybe a flip. ``zoom`` fixes the scale (relative to fitting the
-        image in the canvas) in place of a draw from ``scale``."""
+        """The geometric part: maybe a quarter turn, random scale and placement on a ``canvas``
+        (width, height; default the ``size`` square), then maybe a flip. ``zoom`` fixes the scale
+        (relative to fitting the image in the canvas) in place of a draw from ``scale``."""
+        turns = self.turns(rng)
+        source_size = (image.shape[1], image.shape[0])
+        if turns:
+            image = turn_image(image, turns)
         image, placement = self._place(image, rng, canvas or (self.size, self.size), zoom)
+        placement = replace(placement, turns=turns, source_size=source_size)
         if rng.random() < self.flip:
             image = image[:, ::-1]
             placement = replace(placement, flipped=True)
         return np.ascontiguousarray(image), placement
+
+    def turns(self, rng: random.Random | ModuleType = random) -> int:
+        """Quarter turns for the next image: 0, or 1-3 for a ``rotate`` share of them (no draw at
+        all when ``rotate`` is 0, so recipes without it replay as before)."""
+        if self.rotate and rng.random() < self.rotate:
+            return rng.randint(1, 3)
+        return 0
 
     def photometric(self, image: np.ndarray, rng: random.Random | ModuleType = random) -> np.ndarray:
         """The pixel-only part: colour jitter, occasional grey, blur and JPEG artefacts."""

@@ -92,12 +92,18 @@ class TrainConfig:
     close_mosaic: int = 0
     """With ``composite``: the last this many epochs without mosaic, copy-paste and zoom-out
     (images as the val and test ones look; the hard negatives stay)."""
+    rotate: float = 0.0
+    """Share of training images (and pasted objects) turned by 90, 180 or 270 degrees."""
+    finetune: str | None = None
+    """Start from this trained checkpoint's weights (same recipe and classes) instead of ImageNet's:
+    a new run from epoch 0 with its own schedule (``--init`` continues an interrupted one)."""
 
 
 def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig) -> Dataset:
     """The training samples an architecture learns from: whole augmented images for the
     detectors, crops for the crop classifiers (localizer, sliding window, R-CNN), and for Fast
     R-CNN the images with their selective-search proposals (cached once, the model's settings)."""
+    augment = Augment(size=cfg.input_size, rotate=cfg.rotate)
     if arch in REGION_ARCHITECTURES:
         return CropDataset(
             YoloDataset(train_dir),
@@ -109,15 +115,29 @@ def training_set(arch: str, train_dir: Path, model: nn.Module, cfg: TrainConfig)
         proposals = build_proposal_cache(
             train_dir, model.proposer, Path(cfg.cache_dir), workers=max(1, cfg.workers)
         )
-        return ProposalDataset(train_dir, proposals, augment=Augment(size=cfg.input_size))
+        return ProposalDataset(train_dir, proposals, augment=augment)
     if cfg.composite is not None:
         return CompositeDataset(
             YoloDataset(train_dir),
-            Augment(size=cfg.input_size),
+            augment,
             cfg.composite,
             negative_frames=negative_frames(cfg.negatives, cfg.negatives_until, Path(cfg.cache_dir)),
         )
-    return YoloDataset(train_dir, augment=Augment(size=cfg.input_size))
+    return YoloDataset(train_dir, augment=augment)
+
+
+def load_trained_weights(model: nn.Module, checkpoint: str | Path) -> Checkpoint:
+    """``model``'s weights set from a trained ``checkpoint`` of the same recipe and classes (fp16
+    ones made fp32); the checkpoint. Raises ValueError when it does not fit."""
+    saved = Checkpoint.load(checkpoint)
+    if tuple(saved.class_names) != tuple(model.class_names):
+        raise ValueError(f"{checkpoint}: classes {saved.class_names}, not the data's {model.class_names}")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in saved.state_dict.items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ValueError(f"{checkpoint} is not a checkpoint of this model recipe: {error}") from None
+    return saved
 
 
 def multi_scale_sides(input_size: int, multi_scale: tuple[float, float] | None) -> list[int]:
@@ -196,6 +216,9 @@ class Trainer:
             pretrained=cfg.pretrained,
             **self.options,
         )
+        if cfg.finetune:
+            load_trained_weights(self.model, cfg.finetune)
+            log.info("fine-tuning from %s", cfg.finetune)
         self.train_set = training_set(arch, train_dir, self.model, cfg)
         self.model.to(self.device).to(memory_format=torch.channels_last)  # faster on CPU and GPU
         self.ema = ModelEMA(self.model, cfg.ema_decay)
@@ -252,10 +275,8 @@ class Trainer:
         machine or session): model and EMA weights, epoch count, best mAP and training time
         from the checkpoint, history from ``out_dir/metrics.jsonl`` when present. The optimizer's
         moments start afresh (they re-form within the warm-up)."""
-        saved = Checkpoint.load(checkpoint)
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in saved.state_dict.items()}
-        self.model.load_state_dict(weights)
-        self.ema.model.load_state_dict(weights)
+        saved = load_trained_weights(self.model, checkpoint)
+        self.ema.model.load_state_dict(self.model.state_dict())
         self.epoch = int(saved.training["epochs"])
         self.ema.updates = self.epoch * len(self.loader)
         self.best_map = float(saved.training.get("val", {}).get("map50_95", -1.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from detector.training.composite import CompositeConfig, CompositeDataset
-from detector.training.datasets import MIN_BOX_SIDE, Augment, Placement, YoloDataset
+from detector.training.datasets import MIN_BOX_SIDE, Augment, Placement, YoloDataset, turn_boxes, turn_image
 
 SIZE = 128
 STILL = Augment(size=SIZE, flip=0.5, hsv=(0, 0, 0), grey=0, blur=0, jpeg=0, min_visible=0.0)
@@ -43,10 +44,10 @@ def assert_boxes_follow_the_pixels(pixels: np.ndarray, boxes: np.ndarray) -> Non
 
 
 def dataset(
-    data: Path, config: CompositeConfig, negatives: list[Path] = (), seed: int = 0
+    data: Path, config: CompositeConfig, negatives: list[Path] = (), seed: int = 0, augment: Augment = STILL
 ) -> CompositeDataset:
     return CompositeDataset(
-        YoloDataset(data.parent / "train" / "images"), STILL, config, negative_frames=negatives, seed=seed
+        YoloDataset(data.parent / "train" / "images"), augment, config, negative_frames=negatives, seed=seed
     )
 
 
@@ -67,6 +68,35 @@ def test_boxes_follow_the_pixels(red_boxes: Path, blue_frames: list[Path], name:
         assert canvas.pixels.shape == (SIZE, SIZE, 3) and canvas.pixels.dtype == np.uint8
         assert len(canvas.boxes) == len(canvas.classes) and canvas.boxes.dtype == np.float32
         assert_boxes_follow_the_pixels(canvas.pixels, canvas.boxes)
+
+
+@pytest.mark.parametrize("name", ["mosaic", "one image, zoom-out", "copy-paste", "the recipe"])
+def test_turned_images_and_pastes_keep_their_boxes_on_the_pixels(
+    red_boxes: Path, blue_frames: list[Path], name: str
+) -> None:
+    images = dataset(red_boxes, CONFIGS[name], blue_frames, augment=replace(STILL, rotate=1.0))
+    for index in range(24):
+        canvas = images.compose(index % len(images), random.Random(index))
+        assert canvas.pixels.shape == (SIZE, SIZE, 3)
+        assert_boxes_follow_the_pixels(canvas.pixels, canvas.boxes)
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_a_quarter_turn_moves_a_box_exactly_with_the_image(turns: int) -> None:
+    image = np.zeros((60, 100, 3), np.uint8)  # 100 wide, 60 high
+    box = np.float32([[10, 5, 40, 25]])
+    image[5:25, 10:40] = 255
+    turned, (x1, y1, x2, y2) = turn_image(image, turns), turn_boxes(box, turns, (100, 60))[0].astype(int)
+    assert turned.shape == ((100, 60, 3) if turns % 2 else (60, 100, 3))
+    assert turned[y1:y2, x1:x2].min() == 255 and turned.sum() == image.sum()
+
+
+def test_turns_are_drawn_only_when_asked_for() -> None:
+    rng = random.Random(3)
+    state = rng.getstate()
+    assert STILL.turns(rng) == 0 and rng.getstate() == state, "no draw: recipes without it replay as before"
+    turning = replace(STILL, rotate=1.0)
+    assert {turning.turns(rng) for _ in range(60)} == {1, 2, 3}
 
 
 def test_zoom_out_brings_the_largest_object_to_cctv_size(red_boxes: Path) -> None:

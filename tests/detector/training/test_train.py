@@ -69,7 +69,7 @@ def test_vigil_train_with_the_small_object_recipe(red_boxes: Path, tmp_path: Pat
         "train", "--data", str(red_boxes), "--model", "yolo_lite1", "--img", "64", "--epochs", "2",
         "--batch", "3", "--workers", "0", "--mosaic", "0.5", "--copy-paste", "0.4", "--zoom-out", "0.2",
         "--multi-scale", "0.5", "1.5", "--close-mosaic", "1", "--warmup-epochs", "0.5", "--ema-decay", "0.99",
-        "--out", str(out), "--cache", str(tmp_path / "cache"),
+        "--rotate", "0.5", "--out", str(out), "--cache", str(tmp_path / "cache"),
     ]) == 0  # fmt: skip
     training = Checkpoint.load(out / "last.pt").training
     config = training["config"]
@@ -77,3 +77,21 @@ def test_vigil_train_with_the_small_object_recipe(red_boxes: Path, tmp_path: Pat
     composite = config["composite"]
     assert (composite["mosaic"], composite["copy_paste"], composite["zoom_out"]) == (0.5, 0.4, 0.2)
     assert (list(config["multi_scale"]), config["close_mosaic"], config["ema_decay"]) == ([0.5, 1.5], 1, 0.99)
+    assert config["rotate"] == 0.5
+
+    tuned = Trainer(TrainConfig(
+        data=str(red_boxes), model="yolo_lite1", input_size=64, epochs=1, batch_size=3, workers=0,
+        device="cpu", out_dir=str(tmp_path / "tuned"), cache_dir=str(tmp_path / "cache"),
+        finetune=str(out / "last.pt"),
+    ))  # fmt: skip
+    trained = Checkpoint.load(out / "last.pt").state_dict
+    assert tuned.epoch == 0 and tuned.history == []
+    assert same_tensors(tuned.model.state_dict(), {k: v.float() if v.is_floating_point() else v
+                                                   for k, v in trained.items()})  # fmt: skip
+    assert same_tensors(tuned.ema.model.state_dict(), tuned.model.state_dict())
+    with pytest.raises(ValueError, match="not a checkpoint of this model recipe"):
+        Trainer(TrainConfig(
+            data=str(red_boxes), model="yolo_lite0", input_size=64, epochs=1, batch_size=3, workers=0,
+            device="cpu", out_dir=str(tmp_path / "other"), cache_dir=str(tmp_path / "cache"),
+            finetune=str(out / "last.pt"),
+        ))  # fmt: skip
