@@ -559,7 +559,7 @@ def add_train(commands: Commands) -> None:
     parser.add_argument("--close-mosaic", type=int, default=0,
                         help="YOLO: the last N epochs without mosaic, copy-paste and zoom-out")
     parser.add_argument("--rotate", type=float, default=0.0,
-                        help="share of images (and pasted pistols) turned by 90, 180 or 270 degrees")
+                        help="detectors: share of images (and pasted pistols) turned by 90, 180 or 270°")
     parser.add_argument("--finetune", metavar="CHECKPOINT",
                         help="a new run from this trained checkpoint's weights (same --model and classes)")
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine")

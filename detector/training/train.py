@@ -198,6 +198,8 @@ class Trainer:
         arch = get_recipe(cfg.model).arch
         if cfg.multi_scale is not None and arch != "yolo":
             raise ValueError(f"multi-scale training is for YOLO (its letterbox size), not {arch}")
+        if cfg.rotate and arch in REGION_ARCHITECTURES:
+            raise ValueError(f"--rotate turns whole training images: not for the crop classifier {arch}")
         cache_side = round(cfg.input_size * 1.5)
         if arch in REGION_ARCHITECTURES:
             cache_side = max(cache_side, CROP_SOURCE_SIDE)

@@ -22,6 +22,12 @@ def test_multi_scale_sides_are_multiples_of_32_in_the_range() -> None:
         multi_scale_sides(64, (0.9, 0.95))
 
 
+def test_rotate_is_refused_for_the_crop_classifiers(red_boxes: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not for the crop classifier"):
+        Trainer(TrainConfig(data=str(red_boxes), model="localizer_lite0", input_size=64, rotate=0.5,
+                            out_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), device="cpu"))  # fmt: skip
+
+
 def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
