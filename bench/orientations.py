@@ -40,6 +40,7 @@ from detector.training.datasets import (
     read_labels,
     turn_boxes,
     turn_image,
+    write_labels,
 )
 from detector.training.evaluate import evaluate
 
@@ -82,10 +83,7 @@ def write_oriented(split_dir: Path, out: Path, orient: Callable[[np.ndarray, np.
         height, width = oriented.shape[:2]
         cv2.imwrite(str(images / f"{image_path.stem}.jpg"), np.ascontiguousarray(oriented),
                     [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])  # fmt: skip
-        rows = [f"{c} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
-                f"{(y2 - y1) / height:.6f}"
-                for c, (x1, y1, x2, y2) in zip(classes, moved, strict=True)]  # fmt: skip
-        (labels / f"{image_path.stem}.txt").write_text("".join(f"{row}\n" for row in rows))
+        write_labels(labels / f"{image_path.stem}.txt", moved, classes, width, height)
     return images
 
 

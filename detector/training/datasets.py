@@ -79,6 +79,14 @@ def read_labels(path: Path, width: int, height: int) -> tuple[np.ndarray, np.nda
     return boxes, rows[:, 0].astype(np.int64)
 
 
+def write_labels(path: Path, boxes: np.ndarray, classes: np.ndarray, width: int, height: int) -> None:
+    """(boxes xyxy pixels, classes) → YOLO label file: the inverse of :func:`read_labels`."""
+    rows = [f"{c} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} "
+            f"{(y2 - y1) / height:.6f}\n"
+            for c, (x1, y1, x2, y2) in zip(classes, boxes, strict=True)]  # fmt: skip
+    path.write_text("".join(rows))
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """An image file as RGB HWC ``uint8``; ValueError when it is not a readable image."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
